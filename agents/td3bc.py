@@ -1,0 +1,129 @@
+"""TD3+BC (Fujimoto & Gu, NeurIPS 2021), faithful to the official code `sfujim/TD3_BC`.
+
+Critic: clipped double Q with target policy smoothing, every step.
+Actor, every `policy_freq` steps:  L = -lambda mean Q1(s, pi(s)) + mean (pi(s) - a)^2,
+with lambda = alpha / mean|Q1(s, pi(s))| held constant; then polyak updates of both targets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from offrl.agent import BaseConfig, DatasetSpec
+from offrl.data.transitions import Transitions
+from offrl.nets import CriticEnsemble, DeterministicActor
+from offrl.td3 import (
+    TargetTrainState,
+    clipped_double_q_target,
+    create_model,
+    delayed,
+    first_member,
+    normalized_q_bc_loss,
+    polyak,
+    smoothed_target_actions,
+    twin_mse_loss,
+    validate_td3,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(BaseConfig):
+    """The official defaults (ALGORITHMS.md 2.1)."""
+
+    alpha: float = 2.5
+    """Weight of the normalised Q term; lambda = alpha / mean|Q|."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of actor and critics (ReLU)."""
+    discount: float = 0.99
+    """Discount factor gamma."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    policy_noise: float = 0.2
+    """Std of the target-smoothing noise, times max_action."""
+    noise_clip: float = 0.5
+    """Clip of the target-smoothing noise, times max_action."""
+    policy_freq: int = 2
+    """Actor and target networks move every `policy_freq` critic steps."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        validate_td3(self)
+
+
+@flax.struct.dataclass
+class State:
+    actor: TargetTrainState
+    critic: TargetTrainState
+    step: jax.Array
+    config: Config = flax.struct.field(pytree_node=False)
+    max_action: float = flax.struct.field(pytree_node=False, default=1.0)
+
+
+def init(key: jax.Array, spec: DatasetSpec, config: Config) -> State:
+    actor_key, critic_key = jax.random.split(key)
+    observations = jnp.zeros((1, spec.obs_dim))
+    actions = jnp.zeros((1, spec.action_dim))
+    actor_net = DeterministicActor(config.hidden_dims, spec.action_dim, spec.max_action)
+    critic_net = CriticEnsemble(config.hidden_dims, num_members=2)
+    return State(
+        actor=create_model(actor_key, actor_net, (observations,), config.actor_lr),
+        critic=create_model(critic_key, critic_net, (observations, actions), config.critic_lr),
+        step=jnp.zeros((), jnp.int32),
+        config=config,
+        max_action=spec.max_action,
+    )
+
+
+def update_critic(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
+    c, max_action = state.config, state.max_action
+    next_actions = smoothed_target_actions(
+        state.actor,
+        batch.next_observations,
+        key,
+        c.policy_noise * max_action,
+        c.noise_clip * max_action,
+        max_action,
+    )
+    targets = clipped_double_q_target(state.critic, batch, next_actions, c.discount)
+    grads, metrics = jax.grad(twin_mse_loss, has_aux=True)(
+        state.critic.params, state.critic, batch, targets
+    )
+    return state.replace(critic=state.critic.apply_gradients(grads=grads)), metrics
+
+
+def update_actor(state: State, batch: Transitions) -> tuple[State, dict]:
+    """The BC-regularised actor step, then polyak updates of target actor and target critic."""
+
+    def loss_fn(actor_params):
+        actions = state.actor.apply_fn(actor_params, batch.observations)
+        q1 = first_member(
+            state.critic, state.critic.params, batch.observations, actions, state.config.hidden_dims
+        )
+        return normalized_q_bc_loss(q1, actions, batch.actions, state.config.alpha)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.actor.params)
+    actor = state.actor.apply_gradients(grads=grads)
+    tau = state.config.tau
+    return state.replace(actor=polyak(actor, tau), critic=polyak(state.critic, tau)), metrics
+
+
+def update(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
+    """One TD3+BC iteration: critic step, then (every `policy_freq`-th) actor and target step."""
+    state, critic_metrics = update_critic(state, batch, key)
+    step = state.step + 1
+    is_actor_step = step % state.config.policy_freq == 0
+    state, actor_metrics = delayed(is_actor_step, lambda s: update_actor(s, batch), state)
+    return state.replace(step=step), {**critic_metrics, **actor_metrics}
+
+
+def act(state: State, observations: jax.Array) -> jax.Array:
+    """The deterministic policy pi(s) on (already normalised) observations."""
+    return state.actor.apply_fn(state.actor.params, observations)

@@ -1,0 +1,1 @@
+"""Benchmark profiles, per-task hyper-parameters and speed benchmarks."""

@@ -1,0 +1,152 @@
+"""Updates/s of the agents, measured side by side in one run (`make bench-speed`).
+
+For each agent, on a 1M-transition dataset of halfcheetah shape (obs 17, act 6; random arrays,
+which cost the same as real ones for a dense update), batch 256:
+  - one update per jitted call (the host loop most libraries run),
+  - one seed, `--chunk` updates fused in one lax.scan (offrl's loop),
+  - five seeds vmapped in that scan (per-seed and total rates),
+plus the FLOPs of one update (XLA cost analysis) and the achieved GFLOP/s against a float32
+matmul peak measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents import AGENTS
+from offrl.agent import DatasetSpec
+from offrl.data.transitions import Transitions, sample
+from offrl.train import Carry, _unbatch_shared, init_carry, make_train_chunk
+
+OBS_DIM, ACTION_DIM = 17, 6
+
+
+def random_dataset(size: int, seed: int = 0) -> Transitions:
+    rng = np.random.default_rng(seed)
+    return jax.device_put(
+        Transitions(
+            observations=rng.standard_normal((size, OBS_DIM), dtype=np.float32),
+            actions=rng.uniform(-1, 1, (size, ACTION_DIM)).astype(np.float32),
+            rewards=rng.standard_normal(size, dtype=np.float32),
+            next_observations=rng.standard_normal((size, OBS_DIM), dtype=np.float32),
+            dones=(rng.uniform(size=size) < 0.01).astype(np.float32),
+        )
+    )
+
+
+def matmul_peak_gflops(repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of a square matmul: the ceiling dense updates are compared with."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a = jnp.ones((n, n), jnp.float32)
+        f = jax.jit(lambda x: x @ x).lower(a).compile()
+        jax.block_until_ready(f(a))
+        for _ in range(repeats):
+            began = time.perf_counter()
+            jax.block_until_ready(f(a))
+            best = max(best, 2 * n**3 / (time.perf_counter() - began) / 1e9)
+    return best
+
+
+def flops_per_update(agent, state, data: Transitions, batch_size: int) -> float:
+    """XLA's FLOP count of one update, averaged over the delayed-actor period."""
+    batch = sample(data, jax.random.PRNGKey(0), batch_size)
+    key = jax.random.PRNGKey(1)
+
+    def flops(fn, *args) -> float:
+        return float(jax.jit(fn).lower(*args).compile().cost_analysis()["flops"])
+
+    critic = flops(agent.update_critic, state, batch, key)
+    actor = flops(agent.update_actor, state, batch)
+    return critic + actor / state.config.policy_freq
+
+
+@dataclass
+class Rates:
+    per_call: float
+    fused: float
+    vmapped_per_seed: float
+
+
+def time_calls(fn, carry, data, calls: int) -> float:
+    carry = fn(carry, data)[0]
+    jax.block_until_ready(carry)
+    began = time.perf_counter()
+    for _ in range(calls):
+        carry = fn(carry, data)[0]
+    jax.block_until_ready(carry)
+    return (time.perf_counter() - began) / calls
+
+
+def measure(agent, config, data: Transitions, chunk: int, seeds: int) -> Rates:
+    spec = DatasetSpec(OBS_DIM, ACTION_DIM)
+
+    one = _unbatch_shared(init_carry(agent, spec, config, [0]))
+    state = jax.tree.map(lambda x: x[0], one.agent.replace(step=one.agent.step[None]))
+    single = Carry(agent=state, key=one.key[0])
+
+    @jax.jit
+    def one_update(carry: Carry, data: Transitions):
+        key, batch_key, update_key = jax.random.split(carry.key, 3)
+        new_state, metrics = agent.update(
+            carry.agent, sample(data, batch_key, config.batch_size), update_key
+        )
+        return Carry(agent=new_state, key=key), metrics
+
+    per_call = 1.0 / time_calls(one_update, single, data, calls=chunk)
+    fused_fn = make_train_chunk(agent, one, chunk, config.batch_size)
+    fused = chunk / time_calls(fused_fn, one, data, calls=3)
+    many = _unbatch_shared(init_carry(agent, spec, config, list(range(seeds))))
+    vmapped_fn = make_train_chunk(agent, many, chunk, config.batch_size)
+    vmapped = chunk / time_calls(vmapped_fn, many, data, calls=3)
+    return Rates(per_call=per_call, fused=fused, vmapped_per_seed=vmapped)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--size", type=int, default=1_000_000, help="dataset transitions")
+    parser.add_argument("--chunk", type=int, default=1000, help="updates fused per call")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds vmapped together")
+    args = parser.parse_args()
+
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}")
+    data = random_dataset(args.size)
+    peak = matmul_peak_gflops()
+    print(f"float32 matmul peak: {peak:.1f} GFLOP/s")
+    header = (
+        f"{'agent':8} {'GFLOP/upd':>9} {'per-call':>9} {'fused':>9} {'fused/call':>10} "
+        f"{'%peak':>6} {args.seeds}x-vmap/seed {'total':>8} {'total/fused':>11}"
+    )
+    print(header)
+    baseline = None
+    for name in args.agents:
+        agent = AGENTS[name]
+        config = agent.Config()
+        one = _unbatch_shared(init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, [0]))
+        state = jax.tree.map(lambda x: x[0], one.agent.replace(step=one.agent.step[None]))
+        gflop = flops_per_update(agent, state, data, config.batch_size) / 1e9
+        rates = measure(agent, config, data, args.chunk, args.seeds)
+        total = rates.vmapped_per_seed * args.seeds
+        print(
+            f"{name:8} {gflop:9.3f} {rates.per_call:9.1f} {rates.fused:9.1f} "
+            f"{rates.fused / rates.per_call:10.2f} {100 * gflop * rates.fused / peak:6.1f} "
+            f"{rates.vmapped_per_seed:15.1f} {total:8.1f} {total / rates.fused:11.2f}"
+        )
+        if baseline is None:
+            baseline = (name, gflop, rates.fused)
+        else:
+            print(
+                f"  {name} vs {baseline[0]}: step time x{baseline[2] / rates.fused:.2f}, "
+                f"FLOPs x{gflop / baseline[1]:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The agent contract every module in `agents/` follows (see DESIGN.md, "The agent contract")."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from offrl.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What an agent needs to know about the data to build its networks."""
+
+    obs_dim: int
+    action_dim: int
+    max_action: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseConfig:
+    """Fields every agent shares: how the training loop prepares and samples the data."""
+
+    batch_size: int = 256
+    """Minibatch size, sampled uniformly with replacement inside the compiled step."""
+    normalize_states: bool = True
+    """Normalise states with the dataset mean and std (+1e-3), evaluation observations too."""
+    reward_scale: float = 1.0
+    """Reward transform r' = reward_scale * r + reward_shift (antmaze conventions differ)."""
+    reward_shift: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(
+            np.isfinite(self.reward_scale), f"reward_scale must be finite, got {self.reward_scale}"
+        )
+        require(
+            np.isfinite(self.reward_shift), f"reward_shift must be finite, got {self.reward_shift}"
+        )
+
+
+def require(condition: bool, message: str) -> None:
+    """Config validation: a bad hyper-parameter is a ConfigError that names it."""
+    if not condition:
+        raise ConfigError(f"invalid hyper-parameter: {message}")
+
+
+class Agent(Protocol):
+    """A module with a frozen `Config` dataclass and three pure, jittable functions."""
+
+    Config: type
+
+    def init(self, key: jax.Array, spec: DatasetSpec, config: Any) -> Any: ...
+
+    def update(self, state: Any, batch: Any, key: jax.Array) -> tuple[Any, dict]: ...
+
+    def act(self, state: Any, observations: jax.Array) -> jax.Array: ...
+
+
+def config_from_dict(config_type: type, values: dict) -> Any:
+    """Rebuild a Config stored as JSON (lists back to tuples, so it stays hashable)."""
+    fields = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{config_type.__module__}.Config has no field(s) {unknown}")
+    return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -1,0 +1,213 @@
+"""`offrl train | eval | data`: the command line, one verb per concern.
+
+Every verb's flags come from typed dataclasses and function signatures (tyro), so `--help`
+documents each one; an agent's hyper-parameters become flags of `offrl train --agent NAME`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import tyro
+
+from offrl.errors import ConfigError, OffrlError
+
+VERBS = {
+    "train": "train an agent on a task (resumes when --out holds a checkpoint)",
+    "eval": "evaluate the latest checkpoint of a run folder",
+    "data": "datasets: list | info TASK | collect",
+}
+
+
+@dataclasses.dataclass
+class TrainArgs:
+    """Train an agent on an offline dataset; all seeds in one compiled program."""
+
+    task: str
+    """Task name: d4rl/<name> (a D4RL hdf5 file on disk) or minari/<dataset-id>."""
+    agent: str = "td3bc"
+    """Agent to train; `offrl train --agent NAME --help` lists its hyper-parameters."""
+    seeds: int = 1
+    """Number of seeds, trained together (vmapped): seeds seed .. seed + seeds - 1."""
+    seed: int = 0
+    """First seed."""
+    steps: int = 1_000_000
+    """Gradient steps per seed."""
+    eval_every: int = 5_000
+    """Updates fused per compiled call; evaluation, records and checkpoint after each."""
+    eval_episodes: int = 10
+    """Evaluation episodes per seed."""
+    out: Path | None = None
+    """Run folder (records, checkpoints); default runs/AGENT/TASK. A folder holding a run of
+    the same settings is resumed from its last checkpoint."""
+    progress: bool = True
+    """Show the progress bar."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files to OUT/tensorboard (needs offrl[tensorboard])."""
+
+
+def _agents():
+    from agents import AGENTS
+
+    return AGENTS
+
+
+def _train_args_type(config_type: type) -> type:
+    """TrainArgs plus the agent's Config fields as top-level flags (--alpha, --actor-lr, ...)."""
+    config_field = (
+        "config",
+        Annotated[config_type, tyro.conf.OmitArgPrefixes],
+        dataclasses.field(default_factory=config_type),
+    )
+    return dataclasses.make_dataclass("TrainCommand", [config_field], bases=(TrainArgs,))
+
+
+def train(argv: list[str]) -> int:
+    from offrl.data.registry import load_task
+    from offrl.train import Protocol, fit
+
+    agents = _agents()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--agent", default="td3bc")
+    known, _ = pre.parse_known_args(argv)
+    if known.agent not in agents:
+        raise ConfigError(f"unknown agent {known.agent!r}; choose one of: {', '.join(agents)}")
+    agent = agents[known.agent]
+    args = tyro.cli(
+        _train_args_type(agent.Config),
+        args=argv,
+        prog="offrl train",
+        description=f"{TrainArgs.__doc__} Hyper-parameters shown: --agent {known.agent}.",
+    )
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    loaded = load_task(args.task)
+    out = args.out or Path("runs") / known.agent / args.task
+    result = fit(
+        agent,
+        loaded.transitions,
+        args.config,
+        seeds=range(args.seed, args.seed + args.seeds),
+        protocol=Protocol(args.steps, args.eval_every, args.eval_episodes),
+        task=loaded.task,
+        out_dir=out,
+        progress=args.progress,
+        tensorboard=args.tensorboard,
+    )
+    print(summarize(result.run_dir))
+    return 0
+
+
+def summarize(run_dir: Path, window: int = 10) -> str:
+    """Per seed: last evaluation and mean of the last `window` evaluations (TD3+BC's rule)."""
+    from offrl.results import read_manifest, read_records
+
+    manifest = read_manifest(run_dir)
+    records = read_records(run_dir)
+    lines = [f"run {run_dir}: {manifest['agent']} on {manifest['task']}"]
+    for seed in manifest["seeds"]:
+        mine = [r for r in records if r["seed"] == seed]
+        if not mine:
+            continue
+        key = "normalized_score" if mine[-1].get("normalized_score") is not None else "return"
+        last = [r[key] for r in mine[-window:] if r.get(key) is not None]
+        if not last:
+            continue
+        lines.append(
+            f"  seed {seed}: step {mine[-1]['step']}, {key} last {last[-1]:.1f}, "
+            f"mean of last {len(last)} evaluations {np.mean(last):.1f}"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_run(
+    run_dir: tyro.conf.Positional[Path], episodes: int | None = None, step: int | None = None
+) -> int:
+    """Evaluate a run folder's checkpoint in its task's environment, every seed at once.
+
+    Args:
+        run_dir: A folder written by `offrl train`.
+        episodes: Episodes per seed (default: the run's own evaluation episodes).
+        step: Checkpoint step to evaluate (default: the latest).
+    """
+    from offrl.evaluate import evaluate_checkpoint
+
+    print(evaluate_checkpoint(run_dir, episodes=episodes, step=step))
+    return 0
+
+
+def data(argv: list[str]) -> int:
+    from offrl.data import commands
+
+    def list_() -> None:
+        """Every known task: source, on disk or not, size, reference scores."""
+        print(commands.list_tasks())
+
+    def info(task: tyro.conf.Positional[str]) -> None:
+        """Everything about one task's dataset.
+
+        Args:
+            task: Task name, e.g. d4rl/hopper-medium-v2 or minari/<dataset-id>.
+        """
+        print(commands.info(task))
+
+    def collect(
+        env: str,
+        out: str,
+        policy: str = "random",
+        steps: int = 10_000,
+        seed: int = 0,
+        overwrite: bool = False,
+    ) -> None:
+        """Roll a policy out in a real gymnasium env and write a Minari dataset.
+
+        Args:
+            env: Gymnasium environment id, e.g. Hopper-v5.
+            out: Minari dataset id to write, e.g. local/hopper-random-v0; load it as minari/<id>.
+            policy: Behaviour policy: random (uniform actions).
+            steps: Transitions to collect.
+            seed: Seed of the env and the policy.
+            overwrite: Replace an existing dataset with the same id.
+        """
+        print(commands.collect_command(env, policy, steps, out, seed, overwrite))
+
+    tyro.extras.subcommand_cli_from_dict(
+        {"list": list_, "info": info, "collect": collect}, prog="offrl data", args=argv
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in VERBS:
+        usage = (
+            "usage: offrl {"
+            + ",".join(VERBS)
+            + "} ...\n\n"
+            + "\n".join(f"  {verb:6} {text}" for verb, text in VERBS.items())
+        )
+        usage += "\n\nRun `offrl VERB --help` for a verb's flags."
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"offrl: error: unknown command {argv[0]!r}\n{usage}", file=sys.stderr)
+            return 2
+        print(usage)
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    try:
+        if verb == "train":
+            return train(rest)
+        if verb == "eval":
+            return tyro.cli(evaluate_run, args=rest, prog="offrl eval")
+        return data(rest)
+    except OffrlError as err:
+        print(f"offrl: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Task names -> (dataset source, evaluation env, reference scores), and validated loading.
+
+A task name is `<source>/<dataset>`: `d4rl/hopper-medium-v2`, `minari/mujoco/hopper/medium-v0`.
+Each source is one `Source` entry (resolve, load, list), so a new prefix is one more entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+
+from offrl.data import d4rl, minari_io
+from offrl.data.transitions import Transitions, checksum, from_numpy
+from offrl.envs import make_env
+from offrl.errors import DatasetError, OffrlError, UnknownTaskError
+
+# D4RL env -> gymnasium evaluation env with the same observation layout as D4RL's mujoco-py envs.
+D4RL_EVAL_ENVS: dict[str, tuple[str, dict]] = {
+    "hopper": ("Hopper-v5", {}),
+    "halfcheetah": ("HalfCheetah-v5", {}),
+    "walker2d": ("Walker2d-v5", {}),
+    # Ant-v5 drops 6 contact-force rows (105-dim); v4 with contact forces is D4RL's 111-dim layout.
+    "ant": ("Ant-v4", {"use_contact_forces": True}),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A resolved task name: where its data comes from, how to evaluate and normalise."""
+
+    name: str  # as typed: "d4rl/hopper-medium-v2", "minari/mujoco/hopper/medium-v0"
+    source: str  # "d4rl" | "minari"
+    env_spec: EnvSpec  # evaluation env, kwargs included
+    ref_min_score: float | None
+    ref_max_score: float | None
+
+    @property
+    def dataset(self) -> str:
+        """The name within its source: "hopper-medium-v2", "mujoco/hopper/medium-v0"."""
+        return self.name.partition("/")[2]
+
+    def normalized_score(self, returns: np.ndarray) -> np.ndarray | None:
+        """D4RL's 100 (R - min) / (max - min); None when the task has no reference scores."""
+        if self.ref_min_score is None or self.ref_max_score is None:
+            return None
+        returns = np.asarray(returns, dtype=np.float64)
+        return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+
+@dataclass(frozen=True)
+class LoadedTask:
+    """A task with its validated transitions (numpy float32, raw: not normalised)."""
+
+    task: Task
+    transitions: Transitions
+    checksum: str  # transitions.checksum
+    path: str  # file or folder read
+
+
+@dataclass(frozen=True)
+class Source:
+    """One task-name prefix: resolve a dataset name cheaply, load its raw arrays, list names."""
+
+    resolve: Callable[[str, str], Task]  # (task name, dataset name) -> Task
+    load: Callable[[Task], tuple[dict[str, np.ndarray], Path]]  # validated arrays and the path
+    names: Callable[[], list[str]]  # dataset names (without prefix) known right now
+
+
+def _env_spec(env_id: str, kwargs: Mapping) -> EnvSpec:
+    """A private copy of a registered spec with extra kwargs (never mutate gym's registry)."""
+    spec = gym.spec(env_id)
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, **kwargs})
+
+
+def check_finite(
+    arrays: Mapping[str, np.ndarray], where: str, describe_row: Callable[[int], str]
+) -> None:
+    """DatasetError naming the first array holding NaN or inf, how many and the first row."""
+    for name, array in arrays.items():
+        bad = ~np.isfinite(array)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
+            raise DatasetError(
+                f"{where}: '{name}' holds {int(bad.sum())} NaN/inf value(s) in {rows.size} row(s), "
+                f"first at {describe_row(int(rows[0]))}. The data is corrupt (or was recorded "
+                "from a diverged policy): download or generate it again."
+            )
+
+
+def check_dims(arrays: Mapping[str, np.ndarray], task: Task, where: str) -> None:
+    """The dataset's observation/action widths must match the evaluation env's."""
+    try:
+        env = make_env(task.env_spec)
+    except (gym.error.Error, ImportError) as error:
+        raise OffrlError(
+            f"The evaluation environment {task.env_spec.id} of task {task.name} cannot be created "
+            f"({error}). Install the package that provides it (mazes and other robotics envs "
+            "come from gymnasium-robotics)."
+        ) from error
+    try:
+        expected = (int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)))
+    finally:
+        env.close()
+    found = (arrays["observations"].shape[1], arrays["actions"].shape[1])
+    if found != expected:
+        raise DatasetError(
+            f"{where} holds observations of dimension {found[0]} and actions of dimension "
+            f"{found[1]}, but task {task.name} is evaluated in {task.env_spec.id}, which has "
+            f"{expected[0]} and {expected[1]}. The data belongs to another environment (a wrong "
+            "or renamed file?): use the dataset that matches the task name."
+        )
+
+
+# --- d4rl/<name> ---------------------------------------------------------------------------
+
+
+def _resolve_d4rl(name: str, dataset: str) -> Task:
+    if dataset not in d4rl.D4RL_REF_SCORES:
+        raise _unknown(name)
+    env = d4rl.LOCOMOTION_NAMES.get(dataset)
+    if env is None:
+        raise OffrlError(
+            f"Task {name} is a known D4RL dataset (reference scores "
+            f"{d4rl.D4RL_REF_SCORES[dataset]}), but its evaluation environment (antmaze/maze2d, "
+            "from gymnasium-robotics) is not supported yet: it comes in a later issue. Use a "
+            "locomotion task such as d4rl/hopper-medium-v2 for now."
+        )
+    ref_min, ref_max = d4rl.D4RL_REF_SCORES[dataset]
+    return Task(name, "d4rl", _env_spec(*D4RL_EVAL_ENVS[env]), ref_min, ref_max)
+
+
+def _missing_d4rl(task: Task) -> DatasetError:
+    searched = "\n".join(f"  {path}" for path in d4rl.d4rl_candidate_paths(task.dataset))
+    url = d4rl.download_url(task.dataset)
+    origin = f" (originally {url})" if url else ""
+    quick = f"offrl/{d4rl.LOCOMOTION_NAMES[task.dataset]}-random-v0"
+    return DatasetError(
+        f"D4RL dataset file for {task.name} not found. Looked for:\n{searched}\n"
+        f"Download it from a D4RL mirror{origin} into $D4RL_DATASET_DIR or ~/.d4rl/datasets "
+        "under either name above, or generate a quick real dataset with "
+        f"`offrl data collect --env {task.env_spec.id} --policy random --steps 100000 "
+        f"--out {quick}` and train on minari/{quick}."
+    )
+
+
+def _load_d4rl(task: Task) -> tuple[dict[str, np.ndarray], Path]:
+    path = d4rl.find_d4rl_file(task.dataset)
+    if path is None:
+        raise _missing_d4rl(task)
+    raw = d4rl.read_d4rl_file(path)
+    per_row = ("observations", "actions", "rewards", "next_observations")
+    check_finite({k: raw[k] for k in per_row if k in raw}, str(path), "row {}".format)
+    check_dims(raw, task, str(path))
+    return d4rl.qlearning_dataset(raw, d4rl.D4RL_MAX_EPISODE_STEPS[task.dataset]), path
+
+
+# --- minari/<dataset id> -------------------------------------------------------------------
+
+
+def _resolve_minari(name: str, dataset_id: str) -> Task:
+    try:
+        info = minari_io.read_minari_info(dataset_id)
+    except DatasetError as error:
+        close = _close_names(name)
+        hint = f"\nKnown tasks with close names: {', '.join(close)}." if close else ""
+        raise DatasetError(f"{error}{hint}") from error
+    if info.eval_env_spec is None:
+        raise DatasetError(
+            f"Minari dataset '{dataset_id}' at {info.path} stores no environment spec, so offrl "
+            "cannot evaluate on it: recreate it with an `env`/`eval_env` given to minari."
+        )
+    return Task(name, "minari", info.eval_env_spec, info.ref_min_score, info.ref_max_score)
+
+
+def _episode_step(lengths: np.ndarray, ids: np.ndarray) -> Callable[[int], str]:
+    """Transition index -> 'episode <id>, step <t>', for error messages."""
+    ends = np.cumsum(lengths)
+
+    def describe(row: int) -> str:
+        episode = int(np.searchsorted(ends, row, side="right"))
+        return f"episode {ids[episode]}, step {row - (ends[episode] - lengths[episode])}"
+
+    return describe
+
+
+def _load_minari(task: Task) -> tuple[dict[str, np.ndarray], Path]:
+    data = minari_io.load_minari_arrays(task.dataset)
+    path = minari_io.minari_dataset_path(task.dataset)
+    checked = ("observations", "actions", "rewards", "next_observations")
+    describe = _episode_step(data.episode_lengths, data.episode_ids)
+    check_finite({k: data.arrays[k] for k in checked}, f"Minari dataset {path}", describe)
+    check_dims(data.arrays, task, f"Minari dataset {path}")
+    return data.arrays, path
+
+
+SOURCES: dict[str, Source] = {
+    "d4rl": Source(_resolve_d4rl, _load_d4rl, lambda: sorted(d4rl.D4RL_REF_SCORES)),
+    "minari": Source(_resolve_minari, _load_minari, minari_io.local_dataset_ids),
+}
+
+
+# --- public API ----------------------------------------------------------------------------
+
+
+def known_task_names() -> list[str]:
+    """Every known task name: all D4RL names (antmaze/maze2d are listed but not yet evaluable)
+    and the datasets in the local Minari cache."""
+    return [f"{prefix}/{name}" for prefix, source in SOURCES.items() for name in source.names()]
+
+
+def _close_names(name: str) -> list[str]:
+    """Up to three known names close to `name`, also matching names typed without the prefix."""
+    by_key: dict[str, str] = {}
+    for full in known_task_names():
+        by_key[full] = full
+        by_key.setdefault(full.partition("/")[2], full)
+    matches = difflib.get_close_matches(name, list(by_key), n=6, cutoff=0.6)
+    return list(dict.fromkeys(by_key[m] for m in matches))[:3]
+
+
+def _unknown(name: str) -> UnknownTaskError:
+    close = _close_names(name)
+    hint = f"Did you mean: {', '.join(close)}?" if close else "No known name is close."
+    prefixes = ", ".join(f"{prefix}/..." for prefix in SOURCES)
+    return UnknownTaskError(
+        f"Unknown task '{name}'. {hint} Task names look like {prefixes}; "
+        "`offrl data list` shows every known task."
+    )
+
+
+def resolve_task(name: str) -> Task:
+    """Task for a name, cheaply (no dataset read). UnknownTaskError suggests close names."""
+    prefix, _, dataset = name.partition("/")
+    source = SOURCES.get(prefix)
+    if source is None or not dataset:
+        raise _unknown(name)
+    return source.resolve(name, dataset)
+
+
+def load_task(name: str) -> LoadedTask:
+    """Resolve, read and validate (keys, lengths, NaN/inf, dimensions) a task's transitions."""
+    task = resolve_task(name)
+    arrays, path = SOURCES[task.source].load(task)
+    transitions = from_numpy(arrays)
+    return LoadedTask(task, transitions, checksum(transitions), str(path))

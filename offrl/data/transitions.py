@@ -1,0 +1,62 @@
+"""The on-device transition table and in-jit minibatch sampling."""
+
+from __future__ import annotations
+
+import hashlib
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
+
+
+@flax.struct.dataclass
+class Transitions:
+    """Float32 arrays with a leading transition axis; rewards and dones are 1-D."""
+
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    next_observations: jax.Array
+    dones: jax.Array
+
+    @property
+    def size(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[-1])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.actions.shape[-1])
+
+
+def from_numpy(arrays: dict[str, np.ndarray]) -> Transitions:
+    """Host arrays (any float dtype) -> float32 numpy Transitions, not yet on a device."""
+    return Transitions(**{k: np.asarray(arrays[k], dtype=np.float32) for k in FIELDS})
+
+
+def to_device(transitions: Transitions) -> Transitions:
+    """Place the table on the default device once; training then samples it inside jit."""
+    return jax.device_put(transitions)
+
+
+def sample(transitions: Transitions, key: jax.Array, batch_size: int) -> Transitions:
+    """Uniform minibatch with replacement, as every reference implementation draws it."""
+    idx = jax.random.randint(key, (batch_size,), 0, transitions.rewards.shape[0])
+    return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), transitions)
+
+
+def checksum(transitions: Transitions) -> str:
+    """sha256 over the float32 bytes of every field: identifies the exact data a run saw."""
+    digest = hashlib.sha256()
+    for name in FIELDS:
+        array = np.ascontiguousarray(np.asarray(getattr(transitions, name), dtype=np.float32))
+        digest.update(name.encode())
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

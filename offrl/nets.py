@@ -1,0 +1,89 @@
+"""Flax modules shared by the agents, initialised like PyTorch's nn.Linear (the papers' code)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def torch_uniform(fan_in: int) -> Callable:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for both Linear weight and bias."""
+    bound = 1.0 / jnp.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class TorchDense(nn.Module):
+    """A dense layer whose kernel and bias follow PyTorch's default nn.Linear initialisation."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        kernel = self.param("kernel", torch_uniform(fan_in), (fan_in, self.features))
+        bias = self.param("bias", torch_uniform(fan_in), (self.features,))
+        return x @ kernel + bias
+
+
+class MLP(nn.Module):
+    """ReLU hidden layers, linear output."""
+
+    hidden_dims: Sequence[int]
+    out_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden_dims:
+            x = nn.relu(TorchDense(width)(x))
+        return TorchDense(self.out_dim)(x)
+
+
+class DeterministicActor(nn.Module):
+    """s -> max_action * tanh(MLP(s))."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    max_action: float = 1.0
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        return self.max_action * jnp.tanh(MLP(self.hidden_dims, self.action_dim)(observations))
+
+
+class Critic(nn.Module):
+    """(s, a) -> Q(s, a) (or `out_dim` heads when a member predicts more than Q)."""
+
+    hidden_dims: Sequence[int]
+    out_dim: int = 1
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        out = MLP(self.hidden_dims, self.out_dim)(jnp.concatenate([observations, actions], -1))
+        return out[..., 0] if self.out_dim == 1 else out
+
+
+class CriticEnsemble(nn.Module):
+    """`num_members` independent critics evaluated in one vmapped call; output axis 0 = member."""
+
+    hidden_dims: Sequence[int]
+    num_members: int = 2
+    out_dim: int = 1
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        members = nn.vmap(
+            Critic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_members,
+        )
+        return members(self.hidden_dims, self.out_dim)(observations, actions)

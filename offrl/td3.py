@@ -1,0 +1,110 @@
+"""TD3 machinery that TD3+BC, PRDC, A2PR and GGD-TD share: one definition, called by each agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+
+from offrl.agent import require
+from offrl.nets import Critic
+
+
+class TargetTrainState(TrainState):
+    """A flax TrainState with a slowly tracking copy of its parameters."""
+
+    target_params: Any = None
+
+
+def validate_td3(config) -> None:
+    """Checks of the hyper-parameters every TD3-based agent shares."""
+    require(config.actor_lr > 0 and config.critic_lr > 0, "learning rates must be > 0")
+    require(0.0 <= config.discount <= 1.0, f"discount must be in [0, 1], got {config.discount}")
+    require(0.0 < config.tau <= 1.0, f"tau must be in (0, 1], got {config.tau}")
+    require(config.policy_freq >= 1, f"policy_freq must be >= 1, got {config.policy_freq}")
+    require(config.alpha >= 0, f"alpha must be >= 0, got {config.alpha}")
+    require(config.policy_noise >= 0 and config.noise_clip >= 0, "policy noise must be >= 0")
+    require(
+        len(config.hidden_dims) > 0 and min(config.hidden_dims) >= 1,
+        f"hidden_dims must be positive widths, got {config.hidden_dims}",
+    )
+
+
+def create_model(key, module, sample_inputs: tuple, learning_rate: float) -> TargetTrainState:
+    """Initialise `module`, its Adam optimiser (PyTorch defaults) and its target copy."""
+    params = module.init(key, *sample_inputs)
+    return TargetTrainState.create(
+        apply_fn=module.apply, params=params, target_params=params, tx=optax.adam(learning_rate)
+    )
+
+
+def polyak(model: TargetTrainState, tau: float) -> TargetTrainState:
+    """theta' <- tau * theta + (1 - tau) * theta'."""
+    target = optax.incremental_update(model.params, model.target_params, tau)
+    return model.replace(target_params=target)
+
+
+def smoothed_target_actions(
+    actor: TargetTrainState,
+    next_observations: jax.Array,
+    key: jax.Array,
+    policy_noise: float,
+    noise_clip: float,
+    max_action: float,
+) -> jax.Array:
+    """Target policy smoothing: clip(pi'(s') + clip(eps, -c, c), -max_a, max_a), eps ~ N(0, s^2)."""
+    next_actions = actor.apply_fn(actor.target_params, next_observations)
+    noise = jax.random.normal(key, next_actions.shape) * policy_noise
+    noise = jnp.clip(noise, -noise_clip, noise_clip)
+    return jnp.clip(next_actions + noise, -max_action, max_action)
+
+
+def bellman_target(rewards, dones, next_q, discount: float) -> jax.Array:
+    """y = r + gamma (1 - done) Q'(s', a'), held constant in the critic gradient."""
+    return jax.lax.stop_gradient(rewards + discount * (1.0 - dones) * next_q)
+
+
+def clipped_double_q_target(critic: TargetTrainState, batch, next_actions, discount: float):
+    """TD3's target with the minimum over the twin target critics (member axis 0)."""
+    next_q = critic.apply_fn(critic.target_params, batch.next_observations, next_actions)
+    return bellman_target(batch.rewards, batch.dones, next_q.min(axis=0), discount)
+
+
+def twin_mse_loss(critic_params, critic: TargetTrainState, batch, targets: jax.Array):
+    """sum over members of mean_b (Q_j(s, a) - y)^2, as the official code adds both MSEs."""
+    q = critic.apply_fn(critic_params, batch.observations, batch.actions)
+    loss = ((q - targets) ** 2).mean(axis=1).sum()
+    return loss, {"critic_loss": loss, "q_mean": q.mean()}
+
+
+def normalized_q_bc_loss(q: jax.Array, actions: jax.Array, bc_targets: jax.Array, alpha: float):
+    """TD3+BC's actor loss: -lambda mean Q + mean over batch and action dims of (pi(s) - a*)^2.
+
+    lambda = alpha / mean|Q| is a constant in the gradient; PRDC and A2PR change only a*.
+    """
+    lmbda = jax.lax.stop_gradient(alpha / jnp.abs(q).mean())
+    bc = ((actions - bc_targets) ** 2).mean()
+    loss = -lmbda * q.mean() + bc
+    return loss, {"actor_loss": loss, "bc_loss": bc, "lambda": lmbda}
+
+
+def first_member(critic: TargetTrainState, params, observations, actions, hidden_dims) -> jax.Array:
+    """Q_1(s, a) alone: the actor needs only member 0, so the other member is not evaluated."""
+    member = jax.tree.map(lambda p: p[0], params["params"]["VmapCritic_0"])
+    return Critic(hidden_dims).apply({"params": member}, observations, actions)
+
+
+def delayed(should_update: jax.Array, update_fn, state):
+    """Run `update_fn(state) -> (state, metrics)` only when `should_update`, as a real branch.
+
+    Skipped steps keep the state and report NaN metrics, which the loop averages away (nanmean).
+    """
+    metric_shapes = jax.eval_shape(update_fn, state)[1]
+
+    def skip(state):
+        return state, jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, m.dtype), metric_shapes)
+
+    return jax.lax.cond(should_update, update_fn, skip, state)
