@@ -15,12 +15,15 @@ from typing import Annotated
 import numpy as np
 import tyro
 
+from offrl.behavior import sac
+from offrl.behavior.train import OnlineProtocol
 from offrl.errors import ConfigError, OffrlError
 
 VERBS = {
     "train": "train an agent on a task (resumes when --out holds a checkpoint)",
     "eval": "evaluate the latest checkpoint of a run folder",
     "data": "datasets: list | info TASK | collect",
+    "behavior": "behaviour policies: train (online SAC, resumable)",
 }
 
 
@@ -69,7 +72,7 @@ def _train_args_type(config_type: type) -> type:
 
 def train(argv: list[str]) -> int:
     from offrl.data.registry import load_task
-    from offrl.train import Protocol, fit
+    from offrl.train import fit
 
     agents = _agents()
     pre = argparse.ArgumentParser(add_help=False)
@@ -93,7 +96,9 @@ def train(argv: list[str]) -> int:
         loaded.transitions,
         args.config,
         seeds=range(args.seed, args.seed + args.seeds),
-        protocol=Protocol(args.steps, args.eval_every, args.eval_episodes),
+        steps=args.steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
         task=loaded.task,
         out_dir=out,
         progress=args.progress,
@@ -182,6 +187,36 @@ def data(argv: list[str]) -> int:
     return 0
 
 
+@dataclasses.dataclass
+class BehaviorTrainArgs:
+    """Train a SAC behaviour policy online; snapshots of its actor go to OUT/snapshots."""
+
+    env: str
+    """Gymnasium environment id, e.g. Hopper-v5."""
+    out: Path
+    """Run folder; a folder holding a checkpoint of the same settings is resumed."""
+    seed: int = 0
+    """Seed of the agent and the environment."""
+    progress: bool = True
+    """Show the progress bar."""
+    config: Annotated[sac.Config, tyro.conf.OmitArgPrefixes] = dataclasses.field(
+        default_factory=sac.Config
+    )
+    protocol: Annotated[OnlineProtocol, tyro.conf.OmitArgPrefixes] = dataclasses.field(
+        default_factory=OnlineProtocol
+    )
+
+
+def behavior(argv: list[str]) -> int:
+    from offrl.behavior.train import train_behavior
+
+    args = tyro.extras.subcommand_cli_from_dict(
+        {"train": BehaviorTrainArgs}, prog="offrl behavior", args=argv
+    )
+    train_behavior(args.env, args.out, args.config, args.protocol, args.seed, args.progress)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in VERBS:
@@ -192,17 +227,20 @@ def main(argv: list[str] | None = None) -> int:
             + "\n".join(f"  {verb:6} {text}" for verb, text in VERBS.items())
         )
         usage += "\n\nRun `offrl VERB --help` for a verb's flags."
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"offrl: error: unknown command {argv[0]!r}\n{usage}", file=sys.stderr)
-            return 2
-        print(usage)
-        return 0 if argv else 2
+        if argv and argv[0] in ("-h", "--help"):
+            print(usage)
+            return 0
+        problem = f"unknown command {argv[0]!r}" if argv else "a command is required"
+        print(f"offrl: error: {problem}\n{usage}", file=sys.stderr)
+        return 2
     verb, rest = argv[0], argv[1:]
     try:
         if verb == "train":
             return train(rest)
         if verb == "eval":
             return tyro.cli(evaluate_run, args=rest, prog="offrl eval")
+        if verb == "behavior":
+            return behavior(rest)
         return data(rest)
     except OffrlError as err:
         print(f"offrl: error: {err}", file=sys.stderr)

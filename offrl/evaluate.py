@@ -72,7 +72,9 @@ def evaluate_checkpoint(run_dir: Path, episodes: int | None = None, step: int | 
     agent = AGENTS[manifest["agent"]]
     config = config_from_dict(agent.Config, manifest["config"])
     seeds = manifest["seeds"]
-    episodes = episodes or manifest["eval_episodes"]
+    episodes = manifest["eval_episodes"] if episodes is None else episodes
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     checkpointer = Checkpointer(run_dir)
     step = step if step is not None else checkpointer.latest_step()
     available = checkpointer.all_steps()

@@ -87,3 +87,31 @@ class CriticEnsemble(nn.Module):
             axis_size=self.num_members,
         )
         return members(self.hidden_dims, self.out_dim)(observations, actions)
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's policy: a Gaussian over pre-tanh actions, squashed to [-max_action, max_action]."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(mean, log_std) of the pre-tanh Gaussian."""
+        out = MLP(self.hidden_dims, 2 * self.action_dim)(observations)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+def tanh_gaussian_sample(
+    mean: jax.Array, log_std: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Reparameterised tanh(u), u ~ N(mean, std), and its log-density with the tanh correction."""
+    noise = jax.random.normal(key, mean.shape)
+    pre_tanh = mean + jnp.exp(log_std) * noise
+    gaussian = -0.5 * noise**2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    # log(1 - tanh(u)^2) written stably as 2 (log 2 - u - softplus(-2u)).
+    correction = 2.0 * (jnp.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
+    return jnp.tanh(pre_tanh), (gaussian - correction).sum(axis=-1)

@@ -36,8 +36,13 @@ def validate_td3(config) -> None:
 def create_model(key, module, sample_inputs: tuple, learning_rate: float) -> TargetTrainState:
     """Initialise `module`, its Adam optimiser (PyTorch defaults) and its target copy."""
     params = module.init(key, *sample_inputs)
+    # A copy, not an alias: donating the state to a jitted call must not donate one buffer twice.
+    target_params = jax.tree.map(jnp.copy, params)
     return TargetTrainState.create(
-        apply_fn=module.apply, params=params, target_params=params, tx=optax.adam(learning_rate)
+        apply_fn=module.apply,
+        params=params,
+        target_params=target_params,
+        tx=optax.adam(learning_rate),
     )
 
 

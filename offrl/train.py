@@ -96,7 +96,8 @@ def init_carry(agent: ModuleType, spec: DatasetSpec, config: Any, seeds: Sequenc
         init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
         return Carry(agent=agent.init(init_key, spec, config), key=train_key)
 
-    return jax.vmap(one_seed)(jnp.asarray(seeds, dtype=jnp.uint32))
+    # Jitted: op-by-op initialisation of every layer costs seconds of dispatch on CPU.
+    return jax.jit(jax.vmap(one_seed))(jnp.asarray(seeds, dtype=jnp.uint32))
 
 
 def seed_axes(carry: Carry) -> Carry:
@@ -123,13 +124,19 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
 
 
+def healthy(state: Any, metrics: dict) -> jax.Array:
+    """Finite parameters and no infinite loss (NaN metrics mean "not updated at this step")."""
+    no_inf = jnp.all(jnp.stack([~jnp.isinf(m).any() for m in jax.tree.leaves(metrics)]))
+    return all_finite(state) & no_inf
+
+
 def make_train_chunk(
     agent: ModuleType, carry: Carry, num_updates: int, batch_size: int, check_finite: bool = False
 ):
     """Jitted (carry, data) -> (carry, per-step metrics of shape (seeds, num_updates)).
 
-    With `check_finite`, each step also reports whether the new state is finite: used only to
-    locate a divergence after the fact, so the hot path pays nothing for it.
+    With `check_finite`, each step also reports whether it stayed `healthy`: used only to locate
+    a divergence after the fact, so the hot path pays nothing for it.
     """
     axes = seed_axes(carry)
 
@@ -138,7 +145,7 @@ def make_train_chunk(
             key, batch_key, update_key = jax.random.split(carry.key, 3)
             batch = sample(data, batch_key, batch_size)
             state, metrics = agent.update(carry.agent, batch, update_key)
-            out = (metrics, all_finite(state)) if check_finite else metrics
+            out = (metrics, healthy(state, metrics)) if check_finite else metrics
             return Carry(agent=state, key=key), out
 
         return jax.lax.scan(body, carry, length=num_updates)
@@ -176,12 +183,12 @@ def _diverged_message(
     n: int,
     run_dir: Path | None,
 ) -> str:
-    """Replay the failed chunk with per-step finiteness checks to name the step and its losses."""
+    """Replay the failed chunk with per-step health checks to name the step and its losses."""
     chunk = make_train_chunk(agent, carry, n, config.batch_size, check_finite=True)
-    _, (metrics, finite) = chunk(carry, data)
-    finite = np.asarray(finite)
-    seed_index, step_index = min(
-        (int(s), int(np.argmin(finite[s]))) for s in range(finite.shape[0]) if not finite[s].all()
+    _, (metrics, ok) = chunk(carry, data)
+    ok = np.asarray(ok)
+    step_index, seed_index = min(
+        (int(np.argmin(ok[s])), s) for s in range(ok.shape[0]) if not ok[s].all()
     )
     losses = ", ".join(
         f"{name}={float(np.asarray(value)[seed_index, step_index]):.4g}"
@@ -193,9 +200,9 @@ def _diverged_message(
         else "no checkpoint was written"
     )
     return (
-        f"training diverged at step {start + step_index + 1} (seed index {seed_index}): the "
-        "update made parameters non-finite; losses at that step (nan: not updated at that "
-        f"step): {losses}. Stopped; {kept}. "
+        f"training diverged at step {start + step_index + 1} (seed index {seed_index}): a loss "
+        "became infinite or the update made parameters non-finite; losses at that step (nan: "
+        f"not updated at that step): {losses}. Stopped; {kept}. "
         "Lower the learning rates, check the reward transform, or inspect the dataset."
     )
 
@@ -212,7 +219,10 @@ def _chunk_records(
     records = []
     for i, seed in enumerate(seeds):
         with np.errstate(all="ignore"):
-            losses = {k: float(np.nanmean(np.asarray(v)[i])) for k, v in sorted(metrics.items())}
+            losses = {
+                k: float(np.nanmean(np.asarray(v)[i], dtype=np.float64))
+                for k, v in sorted(metrics.items())
+            }
         record = {**base, "seed": int(seed), "step": step, "losses": losses}
         record["updates_per_s"] = updates_per_s
         if returns is not None:
@@ -226,6 +236,8 @@ def _chunk_records(
 
 def _check_resume(run_dir: Path, manifest: dict) -> dict | None:
     """The stored manifest, if `run_dir` holds a run; a different run there is refused."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file; pass a folder (new or an earlier run's)")
     stored = read_manifest(run_dir)
     if stored is None:
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -249,7 +261,9 @@ def fit(
     config: Any,
     *,
     seeds: Sequence[int] = (0,),
-    protocol: Protocol = Protocol(),
+    steps: int = 1_000_000,
+    eval_every: int = 5_000,
+    eval_episodes: int = 10,
     task: Any = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
@@ -260,6 +274,7 @@ def fit(
     `task` (an `offrl.data.registry.Task`) enables evaluation in its gymnasium env with the
     normalised score; `out_dir` enables records, checkpoints and resuming.
     """
+    protocol = Protocol(steps, eval_every, eval_episodes)
     protocol.validate()
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -294,6 +309,7 @@ def fit(
     }
     manifest["config"]["hidden_dims"] = list(getattr(config, "hidden_dims", []))
     run_dir = None if out_dir is None else Path(out_dir)
+    writer_type = _tensorboard_writer_type(run_dir) if tensorboard else None
     checkpointer = None
     start = 0
     if run_dir is not None:
@@ -307,7 +323,7 @@ def fit(
             truncate_records(run_dir, start)
         write_manifest(run_dir, manifest)
 
-    writer = _tensorboard_writer(run_dir) if tensorboard else None
+    writer = None if writer_type is None else writer_type(str(run_dir / "tensorboard"))
     protocol_record = {
         "eval_episodes": protocol.eval_episodes,
         "eval_every": protocol.eval_every,
@@ -336,7 +352,7 @@ def fit(
             new_carry, metrics = chunks[n](carry, data)
             jax.block_until_ready(new_carry)
             updates_per_s = n / (time.perf_counter() - began)
-            if not bool(all_finite(new_carry.agent)):
+            if not bool(healthy(new_carry.agent, metrics)):
                 raise TrainingDiverged(
                     _diverged_message(agent, carry, data, config, start, n, run_dir)
                 )
@@ -381,7 +397,8 @@ def _postfix(updates_per_s: float, returns, scores) -> dict:
     return postfix
 
 
-def _tensorboard_writer(run_dir: Path | None):
+def _tensorboard_writer_type(run_dir: Path | None) -> type:
+    """tensorboardX's SummaryWriter, checked before the run folder is touched."""
     if run_dir is None:
         raise ConfigError("--tensorboard needs --out: the event files go into the run folder")
     try:
@@ -390,7 +407,7 @@ def _tensorboard_writer(run_dir: Path | None):
         raise ConfigError(
             "--tensorboard needs tensorboardX: pip install 'offrl[tensorboard]'"
         ) from err
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    return SummaryWriter
 
 
 def _log_tensorboard(writer, records: list[dict]) -> None:

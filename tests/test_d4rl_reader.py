@@ -156,7 +156,7 @@ def test_missing_file_lists_every_place_searched(d4rl_dir, tmp_path):
     assert str(tmp_path / "home" / ".d4rl" / "datasets" / "hopper_medium-v2.hdf5") in message
     assert "D4RL mirror" in message
     assert "offrl data collect --env Hopper-v5 --policy random" in message
-    assert "minari/offrl/hopper-random-v0" in message
+    assert "minari/local/hopper-random-v0" in message
 
 
 def test_truncated_file(d4rl_dir, hopper_raw):

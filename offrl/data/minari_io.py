@@ -58,7 +58,7 @@ def validate_dataset_id(dataset_id: str) -> str:
     match = DATASET_ID_RE.fullmatch(dataset_id)
     if match is None or match.group("version") is None or "//" in dataset_id:
         fixed = f"{dataset_id}-v0" if match is not None and "//" not in dataset_id else None
-        example = f" such as '{fixed}'" if fixed else ", e.g. 'offrl/hopper-random-v0'"
+        example = f" such as '{fixed}'" if fixed else ", e.g. 'local/hopper-random-v0'"
         raise DatasetError(
             f"'{dataset_id}' is not a valid Minari dataset id: ids look like "
             "[namespace/]name-v<N> (letters, digits, '-' and '_'; namespaces of two or more "

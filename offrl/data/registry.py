@@ -140,7 +140,7 @@ def _missing_d4rl(task: Task) -> DatasetError:
     searched = "\n".join(f"  {path}" for path in d4rl.d4rl_candidate_paths(task.dataset))
     url = d4rl.download_url(task.dataset)
     origin = f" (originally {url})" if url else ""
-    quick = f"offrl/{d4rl.LOCOMOTION_NAMES[task.dataset]}-random-v0"
+    quick = f"local/{d4rl.LOCOMOTION_NAMES[task.dataset]}-random-v0"
     return DatasetError(
         f"D4RL dataset file for {task.name} not found. Looked for:\n{searched}\n"
         f"Download it from a D4RL mirror{origin} into $D4RL_DATASET_DIR or ~/.d4rl/datasets "

@@ -1,0 +1,1 @@
+"""Behaviour policies: an online SAC trainer whose snapshots generate offrl's datasets."""
