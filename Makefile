@@ -29,7 +29,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench-speed: install
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python -m benchmarks.speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache
