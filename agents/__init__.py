@@ -2,8 +2,9 @@
 
 from types import ModuleType
 
+from agents import ggdtd as GGDTD
 from agents import td3bc as TD3BC
 
-AGENTS: dict[str, ModuleType] = {"td3bc": TD3BC}
+AGENTS: dict[str, ModuleType] = {"td3bc": TD3BC, "ggdtd": GGDTD}
 
-__all__ = ["AGENTS", "TD3BC"]
+__all__ = ["AGENTS", "GGDTD", "TD3BC"]
