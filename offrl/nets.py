@@ -115,3 +115,40 @@ def tanh_gaussian_sample(
     # log(1 - tanh(u)^2) written stably as 2 (log 2 - u - softplus(-2u)).
     correction = 2.0 * (jnp.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
     return jnp.tanh(pre_tanh), (gaussian - correction).sum(axis=-1)
+
+
+class VAE(nn.Module):
+    """BCQ-style conditional VAE of actions given states (A2PR's "augmented behaviour policy").
+
+    Encoder (s, a) -> hidden ReLU layers -> (mean, log_std) of z, log_std clamped to
+    [log_std_min, log_std_max]; decoder (s, z) -> hidden ReLU layers -> max_action * tanh.
+    The two encoder heads of the PyTorch code are one output layer here (same fan-in, so the
+    same initialisation); the official sizes are 750-750 and latent_dim = 2 * action_dim.
+    """
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    latent_dim: int
+    max_action: float = 1.0
+    log_std_min: float = -4.0
+    log_std_max: float = 15.0
+
+    def setup(self) -> None:
+        self.encoder = MLP(self.hidden_dims, 2 * self.latent_dim)
+        self.decoder = MLP(self.hidden_dims, self.action_dim)
+
+    def __call__(
+        self, observations: jax.Array, actions: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(reconstruction, mean, log_std) with the reparameterised z = mean + std * eps."""
+        mean, log_std = self.encode(observations, actions)
+        z = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return self.decode(observations, z), mean, log_std
+
+    def encode(self, observations: jax.Array, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = self.encoder(jnp.concatenate([observations, actions], -1))
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+    def decode(self, observations: jax.Array, z: jax.Array) -> jax.Array:
+        return self.max_action * jnp.tanh(self.decoder(jnp.concatenate([observations, z], -1)))

@@ -8,6 +8,7 @@ as an uninterrupted run (same compiled program, same carried PRNG keys, same eva
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import time
 from collections.abc import Sequence
@@ -307,7 +308,8 @@ def fit(
         "offrl_version": __version__,
         "git_commit": git_commit(),
     }
-    manifest["config"]["hidden_dims"] = list(getattr(config, "hidden_dims", []))
+    # Through JSON once, so tuples compare equal to the lists a stored manifest gives back.
+    manifest = json.loads(json.dumps(manifest))
     run_dir = None if out_dir is None else Path(out_dir)
     writer_type = _tensorboard_writer_type(run_dir) if tensorboard else None
     checkpointer = None
