@@ -343,3 +343,12 @@ def test_a_run_resumes_from_its_checkpoint(loaded, short_run, tmp_path):
     stored = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     assert stored[:4] == json.loads(json.dumps(short_run.records))
     assert [r["step"] for r in stored[4:]] == [300, 300]
+
+
+def test_per_task_configs_are_the_official_ones():
+    from benchmarks.configs.a2pr import config_for
+
+    assert config_for("hopper").discount == 0.995 and config_for("hopper").mask == 0.4
+    assert config_for("halfcheetah").alpha == 40.0
+    assert config_for("walker2d").vae_weight == 1.5
+    assert config_for("antmaze-umaze") == A2PR.Config()

@@ -1,0 +1,1 @@
+"""Per-agent, per-task hyper-parameters from the official sources (ALGORITHMS.md)."""
