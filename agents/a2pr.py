@@ -34,26 +34,26 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from offrl.agent import BaseConfig, DatasetSpec, require
+from offrl.agent import DatasetSpec, require
 from offrl.data.transitions import Transitions
 from offrl.nets import MLP, VAE, CriticEnsemble, DeterministicActor
 from offrl.td3 import (
     TargetTrainState,
+    TD3Config,
     bellman_target,
     clipped_double_q_target,
     create_model,
-    delayed,
     first_member,
     normalized_q_bc_loss,
     polyak,
     smoothed_target_actions,
+    td3_update,
     twin_mse_loss,
-    validate_td3,
 )
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(BaseConfig):
+class Config(TD3Config):
     """The official defaults (`utils/config.py` and the networks of `A2PR.py`; ALGORITHMS.md 4).
 
     Per-task values, from the official README's example commands (ALGORITHMS.md 4.3):
@@ -65,16 +65,10 @@ class Config(BaseConfig):
     is mask=1.0, but the CLI always passes its default 0.5, so 0.5 is the effective default.)
     """
 
-    alpha: float = 2.5
-    """Weight of the normalised Q term; lambda = alpha / mean|Q1(s, pi(s))|."""
     vae_weight: float = 1.0
     """Weight of the advantage-filtered reconstruction term of the VAE loss."""
     mask: float = 0.5
     """BC weight per candidate action that beats V(s): a row's weight is 0, mask or 2 * mask."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the twin critics."""
     value_lr: float = 3e-4
     """Adam learning rate of the value network (fixed at 3e-4 in the official code)."""
     vae_lr: float = 1e-3
@@ -85,20 +79,9 @@ class Config(BaseConfig):
     """Hidden layer widths of each twin critic and of the value network (ReLU)."""
     vae_hidden_dims: tuple[int, ...] = (750, 750)
     """Hidden layer widths of the VAE encoder and, separately, of its decoder (ReLU)."""
-    discount: float = 0.99
-    """Discount factor gamma."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    policy_noise: float = 0.2
-    """Std of the target-smoothing noise, times max_action."""
-    noise_clip: float = 0.5
-    """Clip of the target-smoothing noise, times max_action."""
-    policy_freq: int = 2
-    """Actor and target networks move every `policy_freq` critic steps."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        validate_td3(self)
         require(self.value_lr > 0 and self.vae_lr > 0, "learning rates must be > 0")
         require(self.vae_weight >= 0, f"vae_weight must be >= 0, got {self.vae_weight}")
         require(self.mask >= 0, f"mask must be >= 0, got {self.mask}")
@@ -296,11 +279,7 @@ def update_actor(state: State, batch: Transitions) -> tuple[State, dict]:
 
 def update(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
     """One A2PR iteration: critic, value and VAE steps, then (every `policy_freq`-th) the actor."""
-    state, critic_metrics = update_critic(state, batch, key)
-    step = state.step + 1
-    is_actor_step = step % state.config.policy_freq == 0
-    state, actor_metrics = delayed(is_actor_step, lambda s: update_actor(s, batch), state)
-    return state.replace(step=step), {**critic_metrics, **actor_metrics}
+    return td3_update(update_critic, update_actor, state, batch, key)
 
 
 def act(state: State, observations: jax.Array) -> jax.Array:

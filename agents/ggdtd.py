@@ -28,18 +28,18 @@ import jax
 import jax.numpy as jnp
 
 from offrl import ggd
-from offrl.agent import BaseConfig, DatasetSpec, require
+from offrl.agent import DatasetSpec, require
 from offrl.data.transitions import Transitions
 from offrl.nets import CriticEnsemble, DeterministicActor
 from offrl.td3 import (
     TargetTrainState,
+    TD3Config,
     bellman_target,
     create_model,
-    delayed,
     normalized_q_bc_loss,
     polyak,
     smoothed_target_actions,
-    validate_td3,
+    td3_update,
 )
 
 NUM_CRITICS = 2
@@ -47,27 +47,9 @@ NUM_CRITICS = 2
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(BaseConfig):
+class Config(TD3Config):
     """TD3+BC's official defaults (ALGORITHMS.md 2.1) plus the GGD-TD critic (5.3-5.5)."""
 
-    alpha: float = 2.5
-    """Weight of the normalised Q term; lambda = alpha / mean|Q|."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critic ensembles."""
-    hidden_dims: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of every critic member (ReLU)."""
-    discount: float = 0.99
-    """Discount factor gamma."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    policy_noise: float = 0.2
-    """Std of the target-smoothing noise, times max_action."""
-    noise_clip: float = 0.5
-    """Clip of the target-smoothing noise, times max_action."""
-    policy_freq: int = 2
-    """Actor and target networks move every `policy_freq` critic steps."""
     ensemble_size: int = 5
     """Members N of each of the two critic ensembles (the official `ensemble_size`)."""
     loss_form: Literal["paper", "code"] = "paper"
@@ -82,7 +64,6 @@ class Config(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        validate_td3(self)
         require(
             self.ensemble_size >= 2,
             f"ensemble_size must be >= 2 (a TD-error variance across members), "
@@ -214,11 +195,7 @@ def update_actor(state: State, batch: Transitions) -> tuple[State, dict]:
 
 def update(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
     """One GGD-TD iteration: critic step, then (every `policy_freq`-th) actor and target step."""
-    state, critic_metrics = update_critic(state, batch, key)
-    step = state.step + 1
-    is_actor_step = step % state.config.policy_freq == 0
-    state, actor_metrics = delayed(is_actor_step, lambda s: update_actor(s, batch), state)
-    return state.replace(step=step), {**critic_metrics, **actor_metrics}
+    return td3_update(update_critic, update_actor, state, batch, key)
 
 
 def act(state: State, observations: jax.Array) -> jax.Array:

@@ -13,49 +13,26 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from offrl.agent import BaseConfig, DatasetSpec
+from offrl.agent import DatasetSpec
 from offrl.data.transitions import Transitions
 from offrl.nets import CriticEnsemble, DeterministicActor
 from offrl.td3 import (
     TargetTrainState,
+    TD3Config,
     clipped_double_q_target,
     create_model,
-    delayed,
     first_member,
     normalized_q_bc_loss,
     polyak,
     smoothed_target_actions,
+    td3_update,
     twin_mse_loss,
-    validate_td3,
 )
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(BaseConfig):
-    """The official defaults (ALGORITHMS.md 2.1)."""
-
-    alpha: float = 2.5
-    """Weight of the normalised Q term; lambda = alpha / mean|Q|."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the twin critics."""
-    hidden_dims: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of actor and critics (ReLU)."""
-    discount: float = 0.99
-    """Discount factor gamma."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    policy_noise: float = 0.2
-    """Std of the target-smoothing noise, times max_action."""
-    noise_clip: float = 0.5
-    """Clip of the target-smoothing noise, times max_action."""
-    policy_freq: int = 2
-    """Actor and target networks move every `policy_freq` critic steps."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        validate_td3(self)
+class Config(TD3Config):
+    """The official defaults (ALGORITHMS.md 2.1), all in TD3Config."""
 
 
 @flax.struct.dataclass
@@ -117,11 +94,7 @@ def update_actor(state: State, batch: Transitions) -> tuple[State, dict]:
 
 def update(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
     """One TD3+BC iteration: critic step, then (every `policy_freq`-th) actor and target step."""
-    state, critic_metrics = update_critic(state, batch, key)
-    step = state.step + 1
-    is_actor_step = step % state.config.policy_freq == 0
-    state, actor_metrics = delayed(is_actor_step, lambda s: update_actor(s, batch), state)
-    return state.replace(step=step), {**critic_metrics, **actor_metrics}
+    return td3_update(update_critic, update_actor, state, batch, key)
 
 
 def act(state: State, observations: jax.Array) -> jax.Array:

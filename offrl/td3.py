@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from offrl.agent import require
+from offrl.agent import BaseConfig, require
 from offrl.nets import Critic
 
 
@@ -19,18 +20,41 @@ class TargetTrainState(TrainState):
     target_params: Any = None
 
 
-def validate_td3(config) -> None:
-    """Checks of the hyper-parameters every TD3-based agent shares."""
-    require(config.actor_lr > 0 and config.critic_lr > 0, "learning rates must be > 0")
-    require(0.0 <= config.discount <= 1.0, f"discount must be in [0, 1], got {config.discount}")
-    require(0.0 < config.tau <= 1.0, f"tau must be in (0, 1], got {config.tau}")
-    require(config.policy_freq >= 1, f"policy_freq must be >= 1, got {config.policy_freq}")
-    require(config.alpha >= 0, f"alpha must be >= 0, got {config.alpha}")
-    require(config.policy_noise >= 0 and config.noise_clip >= 0, "policy noise must be >= 0")
-    require(
-        len(config.hidden_dims) > 0 and min(config.hidden_dims) >= 1,
-        f"hidden_dims must be positive widths, got {config.hidden_dims}",
-    )
+@dataclasses.dataclass(frozen=True)
+class TD3Config(BaseConfig):
+    """Hyper-parameters every TD3-based agent shares, with TD3+BC's official defaults."""
+
+    alpha: float = 2.5
+    """Weight of the normalised Q term; lambda = alpha / mean|Q1(s, pi(s))|."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor (and of the critics unless the agent says otherwise)."""
+    discount: float = 0.99
+    """Discount factor gamma."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    policy_noise: float = 0.2
+    """Std of the target-smoothing noise, times max_action."""
+    noise_clip: float = 0.5
+    """Clip of the target-smoothing noise, times max_action."""
+    policy_freq: int = 2
+    """Actor and target networks move every `policy_freq` critic steps."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.actor_lr > 0 and self.critic_lr > 0, "learning rates must be > 0")
+        require(0.0 <= self.discount <= 1.0, f"discount must be in [0, 1], got {self.discount}")
+        require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        require(self.policy_freq >= 1, f"policy_freq must be >= 1, got {self.policy_freq}")
+        require(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        require(self.policy_noise >= 0 and self.noise_clip >= 0, "policy noise must be >= 0")
+        require(
+            len(self.hidden_dims) > 0 and min(self.hidden_dims) >= 1,
+            f"hidden_dims must be positive widths, got {self.hidden_dims}",
+        )
 
 
 def create_model(key, module, sample_inputs: tuple, learning_rate: float) -> TargetTrainState:
@@ -113,3 +137,15 @@ def delayed(should_update: jax.Array, update_fn, state):
         return state, jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, m.dtype), metric_shapes)
 
     return jax.lax.cond(should_update, update_fn, skip, state)
+
+
+def td3_update(update_critic, update_actor, state, batch, key) -> tuple[Any, dict]:
+    """One TD3-style iteration: the every-step part, then (every `policy_freq`-th) the delayed one.
+
+    `update_critic(state, batch, key)` and `update_actor(state, batch)` return (state, metrics).
+    """
+    state, critic_metrics = update_critic(state, batch, key)
+    step = state.step + 1
+    is_actor_step = step % state.config.policy_freq == 0
+    state, actor_metrics = delayed(is_actor_step, lambda s: update_actor(s, batch), state)
+    return state.replace(step=step), {**critic_metrics, **actor_metrics}
