@@ -120,8 +120,8 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
     vmapped_fn = make_train_chunk(agent, many, chunk, config.batch_size)
     variants = {
         "per_call": per_call,
-        "fused": lambda: jax.block_until_ready(fused_fn(one, data)),
-        "vmapped_per_seed": lambda: jax.block_until_ready(vmapped_fn(many, data)),
+        "fused": lambda: jax.block_until_ready(fused_fn(one, data, None)),
+        "vmapped_per_seed": lambda: jax.block_until_ready(vmapped_fn(many, data, None)),
     }
     if agent is AGENTS["td3bc"]:
         reference_fn = reference_td3bc.make_update_n(REFERENCE_UNROLL)

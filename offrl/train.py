@@ -32,7 +32,7 @@ from offrl.data.normalization import (
     normalize_transitions,
     transform_rewards,
 )
-from offrl.data.transitions import Transitions, checksum, sample, to_device
+from offrl.data.transitions import Transitions, checksum, sample_rows, take, to_device
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import run_episodes
 from offrl.results import (
@@ -131,27 +131,39 @@ def healthy(state: Any, metrics: dict) -> jax.Array:
     return all_finite(state) & no_inf
 
 
+def prepare_agent(agent: ModuleType, data: Transitions, config: Any) -> Any:
+    """What an agent builds once from the whole dataset (PRDC's neighbour search), else None."""
+    prepare = getattr(agent, "prepare", None)
+    return None if prepare is None else prepare(data, config)
+
+
 def make_train_chunk(
     agent: ModuleType, carry: Carry, num_updates: int, batch_size: int, check_finite: bool = False
 ):
-    """Jitted (carry, data) -> (carry, per-step metrics of shape (seeds, num_updates)).
+    """Jitted (carry, data, prepared) -> (carry, per-step metrics of shape (seeds, num_updates)).
 
-    With `check_finite`, each step also reports whether it stayed `healthy`: used only to locate
-    a divergence after the fact, so the hot path pays nothing for it.
+    `prepared` is `prepare_agent`'s result, shared by all seeds; an agent that has one also gets
+    the batch's dataset rows. With `check_finite`, each step also reports whether it stayed
+    `healthy`: used only to locate a divergence after the fact, so the hot path pays nothing.
     """
     axes = seed_axes(carry)
+    wants_dataset = hasattr(agent, "prepare")
 
-    def run_one_seed(carry: Carry, data: Transitions):
+    def run_one_seed(carry: Carry, data: Transitions, prepared: Any):
         def body(carry: Carry, _):
             key, batch_key, update_key = jax.random.split(carry.key, 3)
-            batch = sample(data, batch_key, batch_size)
-            state, metrics = agent.update(carry.agent, batch, update_key)
+            rows = sample_rows(data, batch_key, batch_size)
+            batch = take(data, rows)
+            if wants_dataset:
+                state, metrics = agent.update(carry.agent, batch, update_key, prepared, rows)
+            else:
+                state, metrics = agent.update(carry.agent, batch, update_key)
             out = (metrics, healthy(state, metrics)) if check_finite else metrics
             return Carry(agent=state, key=key), out
 
         return jax.lax.scan(body, carry, length=num_updates)
 
-    return jax.jit(jax.vmap(run_one_seed, in_axes=(axes, None), out_axes=(axes, 0)))
+    return jax.jit(jax.vmap(run_one_seed, in_axes=(axes, None, None), out_axes=(axes, 0)))
 
 
 def act_fn(agent: ModuleType, carry: Carry, normalizer: ObsNormalizer):
@@ -179,6 +191,7 @@ def _diverged_message(
     agent: ModuleType,
     carry: Carry,
     data: Transitions,
+    prepared: Any,
     config: Any,
     start: int,
     n: int,
@@ -186,7 +199,7 @@ def _diverged_message(
 ) -> str:
     """Replay the failed chunk with per-step health checks to name the step and its losses."""
     chunk = make_train_chunk(agent, carry, n, config.batch_size, check_finite=True)
-    _, (metrics, ok) = chunk(carry, data)
+    _, (metrics, ok) = chunk(carry, data, prepared)
     ok = np.asarray(ok)
     step_index, seed_index = min(
         (int(np.argmin(ok[s])), s) for s in range(ok.shape[0]) if not ok[s].all()
@@ -334,6 +347,7 @@ def fit(
     }
     base = {"agent": name, "task": manifest["task"], "protocol": protocol_record}
     policy = act_fn(agent, carry, normalizer)
+    prepared = prepare_agent(agent, data, config)
     chunks: dict[int, Any] = {}
     records: list[dict] = []
     bar = tqdm(
@@ -349,14 +363,14 @@ def fit(
             n = min(protocol.eval_every, protocol.steps - start)
             if n not in chunks:
                 chunk = make_train_chunk(agent, carry, n, config.batch_size)
-                chunks[n] = chunk.lower(carry, data).compile()
+                chunks[n] = chunk.lower(carry, data, prepared).compile()
             began = time.perf_counter()
-            new_carry, metrics = chunks[n](carry, data)
+            new_carry, metrics = chunks[n](carry, data, prepared)
             jax.block_until_ready(new_carry)
             updates_per_s = n / (time.perf_counter() - began)
             if not bool(healthy(new_carry.agent, metrics)):
                 raise TrainingDiverged(
-                    _diverged_message(agent, carry, data, config, start, n, run_dir)
+                    _diverged_message(agent, carry, data, prepared, config, start, n, run_dir)
                 )
             carry, start = new_carry, start + n
             returns = scores = None

@@ -21,15 +21,17 @@ D4RL_EPISODE_CAP = 30  # artificial time limit: random Hopper episodes often out
 class DataDirs:
     minari: Path
     d4rl: Path
+    cache: Path
 
 
 @pytest.fixture(scope="session", autouse=True)
 def data_dirs(tmp_path_factory) -> DataDirs:
-    """Point the Minari cache and the D4RL folder at session temp dirs, never the user's."""
-    dirs = DataDirs(tmp_path_factory.mktemp("minari"), tmp_path_factory.mktemp("d4rl"))
+    """Point the Minari cache, the D4RL folder and offrl's cache at session temp dirs."""
+    dirs = DataDirs(*(tmp_path_factory.mktemp(name) for name in ("minari", "d4rl", "cache")))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MINARI_DATASETS_PATH", str(dirs.minari))
         patch.setenv("D4RL_DATASET_DIR", str(dirs.d4rl))
+        patch.setenv("OFFRL_CACHE_DIR", str(dirs.cache))
         yield dirs
 
 

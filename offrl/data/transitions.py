@@ -45,10 +45,18 @@ def to_device(transitions: Transitions) -> Transitions:
     return jax.device_put(transitions)
 
 
+def sample_rows(transitions: Transitions, key: jax.Array, batch_size: int) -> jax.Array:
+    """Uniform row indices with replacement, as every reference implementation draws them."""
+    return jax.random.randint(key, (batch_size,), 0, transitions.rewards.shape[0])
+
+
+def take(transitions: Transitions, rows: jax.Array) -> Transitions:
+    return jax.tree.map(lambda x: jnp.take(x, rows, axis=0), transitions)
+
+
 def sample(transitions: Transitions, key: jax.Array, batch_size: int) -> Transitions:
-    """Uniform minibatch with replacement, as every reference implementation draws it."""
-    idx = jax.random.randint(key, (batch_size,), 0, transitions.rewards.shape[0])
-    return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), transitions)
+    """A uniform minibatch with replacement."""
+    return take(transitions, sample_rows(transitions, key, batch_size))
 
 
 def checksum(transitions: Transitions) -> str:

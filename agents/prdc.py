@@ -1,0 +1,112 @@
+"""PRDC (Ran et al., ICML 2023), faithful to the official code `ryanxhr/PRDC`.
+
+TD3+BC whose behaviour-cloning target is not the sampled row's action but the action of the k-th
+nearest (beta * state, action) pair of the WHOLE dataset, queried with (beta * s, pi(s)):
+
+    a* = action of argmin_i  beta^2 |s - s_i|^2 + |pi(s) - a_i|^2      (k = 1; no gradient)
+    L  = -lambda mean Q1(s, pi(s)) + mean (pi(s) - a*)^2,  lambda = alpha / mean|Q1(s, pi(s))|
+
+The critic step is TD3+BC's. The search is `offrl.neighbors`' dataset constraint, built once by
+`prepare` from the normalised data; the agent does not know which backend answers it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from agents.td3bc import State, act, init, update_critic
+from offrl.data.transitions import Transitions
+from offrl.neighbors import (
+    DatasetConstraint,
+    build_constraint,
+    constrained_actions,
+    validate_search,
+)
+from offrl.td3 import TD3Config, first_member, normalized_q_bc_loss, polyak, td3_update
+
+__all__ = ["Config", "State", "act", "init", "prepare", "update"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(TD3Config):
+    """TD3+BC's defaults plus the dataset constraint; per-task alpha/beta live in benchmarks/."""
+
+    beta: float = 2.0
+    """Weight of the state part of the (beta * state, action) keys."""
+    k: int = 1
+    """The k-th nearest pair is the target (the official code's `[k]` index; 1 = nearest)."""
+    search: str = "auto"
+    """Neighbour search: auto (faiss-flat on CPU, jax on accelerators), faiss-flat, jax (exact);
+    faiss-hnsw, faiss-ivf (approximate)."""
+    candidates: int = 32
+    """Rows per certified candidate list (exact shortcut in front of the search); 0 = off."""
+    hnsw_m: int = 32
+    """faiss-hnsw: graph degree."""
+    hnsw_ef_search: int = 64
+    """faiss-hnsw: search breadth (higher = better recall, slower)."""
+    ivf_lists: int = 4096
+    """faiss-ivf: number of k-means cells."""
+    ivf_nprobe: int = 16
+    """faiss-ivf: cells visited per query."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        validate_search(self.search, self.k, self.candidates)
+
+
+def prepare(data: Transitions, config: Config) -> DatasetConstraint:
+    """The dataset constraint over the (normalised) training data, built once per run."""
+    return build_constraint(
+        np.asarray(data.observations),
+        np.asarray(data.actions),
+        beta=config.beta,
+        k=config.k,
+        search=config.search,
+        candidates=config.candidates,
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_search=config.hnsw_ef_search,
+        ivf_lists=config.ivf_lists,
+        ivf_nprobe=config.ivf_nprobe,
+    )
+
+
+def update_actor(
+    state: State, batch: Transitions, constraint: DatasetConstraint, rows: jax.Array
+) -> tuple[State, dict]:
+    """The dataset-constrained actor step, then polyak updates of target actor and target critic."""
+    policy_actions = act(state, batch.observations)
+    targets, search_metrics = constrained_actions(constraint, rows, policy_actions)
+
+    def loss_fn(actor_params):
+        actions = state.actor.apply_fn(actor_params, batch.observations)
+        q1 = first_member(
+            state.critic, state.critic.params, batch.observations, actions, state.config.hidden_dims
+        )
+        return normalized_q_bc_loss(q1, actions, targets, state.config.alpha)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.actor.params)
+    actor = state.actor.apply_gradients(grads=grads)
+    tau = state.config.tau
+    new_state = state.replace(actor=polyak(actor, tau), critic=polyak(state.critic, tau))
+    return new_state, {**metrics, **search_metrics}
+
+
+def update(
+    state: State,
+    batch: Transitions,
+    key: jax.Array,
+    constraint: DatasetConstraint,
+    rows: jax.Array,
+) -> tuple[State, dict]:
+    """One PRDC iteration: TD3+BC's critic step, then (every `policy_freq`-th) the actor step.
+
+    `rows` are the dataset rows of `batch`: the query's state part is read from the constraint.
+    """
+
+    def actor_step(state: State, batch: Transitions) -> tuple[State, dict]:
+        return update_actor(state, batch, constraint, rows)
+
+    return td3_update(update_critic, actor_step, state, batch, key)

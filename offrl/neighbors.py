@@ -1,0 +1,343 @@
+"""PRDC's dataset constraint: the k-th nearest (beta * state, action) pair of the whole dataset.
+
+The keys are D = {(beta * s_i, a_i)} over every dataset row (states already normalised); a query
+is (beta * s_b, pi(s_b)) for a sampled row b, and its answer is the action of the k-th nearest key
+in Euclidean distance, as the official code's KD-tree returns it. Searches, one interface:
+
+- `faiss-flat`: exact, FAISS IndexFlatL2 on the host, entered through `jax.pure_callback`;
+- `faiss-hnsw`, `faiss-ivf`: approximate FAISS indexes (faster to query, recall below 1);
+- `jax`: exact tiled brute force inside the compiled program (the default on accelerators).
+
+In front of any of them sit certified candidate lists. The query's state part is the dataset state
+s_b, so the true neighbour lies within |pi(s_b) - a_b| of the query, and every key whose scaled
+state is farther than the current best distance loses. Each row keeps a list of dataset rows near it
+in state space and a radius R_b such that every row NOT in the list is at least R_b away in state.
+If the k-th best distance among the candidates is <= beta * R_b, no other row can be closer: the
+answer is exact, computed in JAX from a few dozen rows. Only the queries that cannot be certified go
+to the search backend. Indexes and candidate lists are built once and cached on disk, keyed by a
+hash of the keys themselves (which covers the dataset, its normalisation and beta).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.agent import require
+
+SEARCHES = ("auto", "faiss-flat", "faiss-hnsw", "faiss-ivf", "jax")
+EXACT_SEARCHES = ("faiss-flat", "jax")
+JAX_TILE_ROWS = 65_536  # brute-force tile: a (batch, tile) distance block stays a few tens of MB
+
+# Query function: (constraint, queries (B, D), rows (B,), wanted (B,) bool) -> k-th rows (B,).
+SearchFn = Callable[..., jax.Array]
+
+
+@flax.struct.dataclass
+class DatasetConstraint:
+    """Everything the compiled actor step needs to find the constrained actions."""
+
+    keys: jax.Array
+    """(N, state_dim + action_dim): beta * normalised state, then action."""
+    candidates: jax.Array
+    """(N, K) int32 rows near each row in state space (K = 0: no certified shortcut)."""
+    radius: jax.Array
+    """(N,) beta * (a lower bound on the state distance of every row outside the list)."""
+    state_dim: int = flax.struct.field(pytree_node=False)
+    k: int = flax.struct.field(pytree_node=False)
+    search: SearchFn = flax.struct.field(pytree_node=False)
+
+
+def validate_search(search: str, k: int, candidates: int) -> None:
+    require(search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
+    require(k >= 1, f"k (the k-th neighbour is the target) must be >= 1, got {k}")
+    require(candidates >= 0, f"candidates must be >= 0 (0 turns them off), got {candidates}")
+
+
+def resolve_search(search: str) -> str:
+    """`auto`: exact FAISS on the host on CPU, exact brute force in JAX on accelerators."""
+    if search != "auto":
+        return search
+    return "faiss-flat" if jax.default_backend() == "cpu" else "jax"
+
+
+def cache_dir() -> Path:
+    """$OFFRL_CACHE_DIR, else ~/.cache/offrl: where built indexes and candidate lists live."""
+    return Path(os.environ.get("OFFRL_CACHE_DIR", Path.home() / ".cache" / "offrl")) / "neighbors"
+
+
+def array_digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()[:24]
+
+
+def _atomic_save(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: never a torn cache entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# --- exact search in JAX --------------------------------------------------------------------
+
+
+def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX_TILE_ROWS):
+    """Rows of the k-th nearest keys, exact: |q|^2 - 2 q.K^T + |K|^2 over tiles, running top-k."""
+    n = keys.shape[0]
+    tile = min(tile, n)
+    num_tiles = -(-n // tile)
+    query_norms = (queries**2).sum(-1, keepdims=True)
+
+    def scan_tile(best, t):
+        # The last tile is shifted back to stay in bounds; rows before t * tile were already seen.
+        start = jnp.minimum(t * tile, n - tile)
+        block = jax.lax.dynamic_slice_in_dim(keys, start, tile)
+        rows = start + jnp.arange(tile)
+        dist = query_norms - 2.0 * queries @ block.T + (block**2).sum(-1)
+        dist = jnp.where(rows >= t * tile, dist, jnp.inf)
+        all_dist = jnp.concatenate([best[0], dist], axis=1)
+        all_rows = jnp.concatenate([best[1], jnp.broadcast_to(rows, dist.shape)], axis=1)
+        neg, pos = jax.lax.top_k(-all_dist, k)
+        return (-neg, jnp.take_along_axis(all_rows, pos, axis=1)), None
+
+    init = (
+        jnp.full((queries.shape[0], k), jnp.inf, queries.dtype),
+        jnp.zeros((queries.shape[0], k), jnp.int32),
+    )
+    (_, rows), _ = jax.lax.scan(scan_tile, init, jnp.arange(num_tiles))
+    return rows[:, k - 1]
+
+
+def jax_search(constraint: DatasetConstraint, queries, rows, wanted) -> jax.Array:
+    return brute_force_kth(constraint.keys, queries, constraint.k)
+
+
+# --- FAISS on the host ----------------------------------------------------------------------
+
+
+def build_faiss_index(keys: np.ndarray, search: str, *, hnsw_m: int, ivf_lists: int):
+    """An index over `keys`; HNSW and IVF builds are cached on disk, keyed by the keys' hash."""
+    dim = keys.shape[1]
+    if search == "faiss-flat":
+        index = faiss.IndexFlatL2(dim)  # building is a copy: nothing worth caching
+        index.add(keys)
+        return index
+    params = f"m{hnsw_m}" if search == "faiss-hnsw" else f"lists{ivf_lists}"
+    path = cache_dir() / f"{array_digest(keys)}-{search}-{params}.faiss"
+    if path.exists():
+        return faiss.read_index(str(path))
+    if search == "faiss-hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m)
+        index.hnsw.efConstruction = 2 * hnsw_m
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, min(ivf_lists, keys.shape[0]))
+        index.train(_training_sample(keys, 64 * index.nlist))
+    index.add(keys)
+    _atomic_save(path, lambda tmp: faiss.write_index(index, tmp))
+    return index
+
+
+def _training_sample(keys: np.ndarray, size: int) -> np.ndarray:
+    """A fixed subsample for k-means training, so the built index is deterministic."""
+    if keys.shape[0] <= size:
+        return keys
+    rows = np.random.default_rng(0).choice(keys.shape[0], size, replace=False)
+    return keys[np.sort(rows)]
+
+
+def faiss_kth_rows(index, queries: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """k-th neighbour rows; an approximate index that finds fewer than k falls back to the row."""
+    _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    kth = found[:, k - 1]
+    return np.where(kth >= 0, kth, rows).astype(np.int32)
+
+
+def host_search(index, k: int) -> SearchFn:
+    """A search that calls FAISS through `jax.pure_callback`, only for the wanted queries.
+
+    Under the training loop's vmap over seeds, all seeds' queries arrive in one call.
+    """
+
+    def on_host(queries, rows, wanted):
+        queries, rows, wanted = np.asarray(queries), np.asarray(rows), np.asarray(wanted)
+        out = rows.astype(np.int32)  # unwanted queries are answered elsewhere; any row will do
+        if wanted.any():
+            out[wanted] = faiss_kth_rows(index, queries[wanted], rows[wanted], k)
+        return out
+
+    def search(constraint: DatasetConstraint, queries, rows, wanted) -> jax.Array:
+        shape = jax.ShapeDtypeStruct(rows.shape, jnp.int32)
+        return jax.pure_callback(on_host, shape, queries, rows, wanted, vmap_method="expand_dims")
+
+    return search
+
+
+# --- certified candidate lists --------------------------------------------------------------
+
+
+def state_candidates(
+    states: np.ndarray, num_candidates: int, *, exact_below: int = 50_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every row: `num_candidates` rows near it in state space, and a radius R such that
+    every row outside its list is at least R away (so a certificate built on R is exact).
+
+    Small datasets: exact k-NN, R = the distance of the last candidate. Large ones: an IVF index
+    (exact distances within the probed cells) and R = the smallest of that last distance and the
+    distance to each unprobed cell. A cell c is the Voronoi region of its centroid mu_c, so all its
+    rows lie beyond the bisector of mu_c and the query's own centroid mu_a, at distance
+    (|s - mu_c|^2 - |s - mu_a|^2) / (2 |mu_c - mu_a|); cells past the ones ranked are bounded by
+    (|s - mu_last| - |s - mu_a|) / 2. Cached on disk by the states' hash.
+    """
+    states = np.ascontiguousarray(states, dtype=np.float32)
+    n, dim = states.shape
+    k = min(num_candidates, n)
+    path = cache_dir() / f"{array_digest(states)}-candidates{k}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return stored["candidates"], stored["radius"]
+    if n <= exact_below:
+        index = faiss.IndexFlatL2(dim)
+        index.add(states)
+        dist2, candidates = index.search(states, k)
+        radius = np.sqrt(np.maximum(dist2[:, -1], 0.0)) if k < n else np.full(n, np.inf)
+    else:
+        candidates, radius = _ivf_candidates(states, k)
+    candidates = candidates.astype(np.int32)
+    radius = radius.astype(np.float32)
+    _atomic_save(path, lambda tmp: _save_npz(tmp, candidates=candidates, radius=radius))
+    return candidates, radius
+
+
+def _save_npz(path: str, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _ivf_candidates(
+    states: np.ndarray, k: int, *, nprobe: int = 8, ranked: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    n, dim = states.shape
+    nlist = int(np.clip(np.sqrt(n), 16, 4096))
+    quantizer = faiss.IndexFlatL2(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist)
+    index.train(_training_sample(states, 64 * nlist))
+    index.add(states)
+    index.nprobe = nprobe
+    dist2, candidates = index.search(states, k)
+    found_all = candidates[:, -1] >= 0
+    last = np.where(found_all, np.sqrt(np.maximum(dist2[:, -1], 0.0)), np.inf)
+    # An unfilled slot (probed cells hold fewer than k rows) points at the row itself.
+    candidates = np.where(candidates >= 0, candidates, np.arange(n)[:, None])
+
+    centroids = quantizer.reconstruct_n(0, nlist)
+    cell_dist2, cells = quantizer.search(states, min(nprobe + ranked, nlist))
+    own = np.sqrt(np.maximum(cell_dist2[:, :1], 0.0))
+    unprobed = cells[:, nprobe:]
+    gap = np.linalg.norm(centroids[unprobed] - centroids[cells[:, :1]], axis=-1)
+    bisector = (cell_dist2[:, nprobe:] - cell_dist2[:, :1]) / np.maximum(2.0 * gap, 1e-12)
+    bound = bisector.min(axis=1) if unprobed.shape[1] else np.full(n, np.inf)
+    if cells.shape[1] < nlist:
+        beyond = (np.sqrt(np.maximum(cell_dist2[:, -1], 0.0)) - own[:, 0]) / 2.0
+        bound = np.minimum(bound, beyond)
+    return candidates, np.maximum(np.minimum(last, bound), 0.0)
+
+
+def certified_candidates(constraint: DatasetConstraint, queries, rows):
+    """(k-th nearest candidate row, certified) per query: exact wherever `certified` is True."""
+    candidates = constraint.candidates[rows]
+    keys = constraint.keys[candidates]
+    dist2 = ((keys - queries[:, None, :]) ** 2).sum(-1)
+    neg, pos = jax.lax.top_k(-dist2, constraint.k)
+    kth_dist2 = -neg[:, -1]
+    best = jnp.take_along_axis(candidates, pos[:, -1:], axis=1)[:, 0]
+    return best, kth_dist2 <= constraint.radius[rows] ** 2
+
+
+# --- building and querying ------------------------------------------------------------------
+
+
+def build_constraint(
+    states: np.ndarray,
+    actions: np.ndarray,
+    *,
+    beta: float,
+    k: int = 1,
+    search: str = "auto",
+    candidates: int = 32,
+    hnsw_m: int = 32,
+    hnsw_ef_search: int = 64,
+    ivf_lists: int = 4096,
+    ivf_nprobe: int = 16,
+) -> DatasetConstraint:
+    """The constraint over normalised `states` and `actions` (host arrays, a row per transition)."""
+    validate_search(search, k, candidates)
+    states = np.asarray(states, dtype=np.float32)
+    keys = np.ascontiguousarray(
+        np.concatenate([beta * states, np.asarray(actions, dtype=np.float32)], axis=1)
+    )
+    search = resolve_search(search)
+    if search == "jax":
+        search_fn: SearchFn = jax_search
+    else:
+        index = build_faiss_index(keys, search, hnsw_m=hnsw_m, ivf_lists=ivf_lists)
+        if search == "faiss-hnsw":
+            index.hnsw.efSearch = max(hnsw_ef_search, k)
+        elif search == "faiss-ivf":
+            index.nprobe = ivf_nprobe
+        search_fn = host_search(index, k)
+    if candidates:
+        rows, radius = state_candidates(states, max(candidates, k))
+        radius = beta * radius
+    else:
+        rows, radius = np.zeros((len(keys), 0), np.int32), np.zeros(len(keys), np.float32)
+    return DatasetConstraint(
+        keys=jnp.asarray(keys),
+        candidates=jnp.asarray(rows),
+        radius=jnp.asarray(radius),
+        state_dim=states.shape[1],
+        k=k,
+        search=search_fn,
+    )
+
+
+def constrained_actions(
+    constraint: DatasetConstraint, rows: jax.Array, policy_actions: jax.Array
+) -> tuple[jax.Array, dict]:
+    """Actions of the k-th nearest keys to (beta * s_row, pi(s_row)), as constants for the loss.
+
+    Reports the fraction of queries the candidate lists certified (0 when they are off: every
+    query then goes to the search backend).
+    """
+    policy_actions = jax.lax.stop_gradient(policy_actions)
+    queries = jnp.concatenate([constraint.keys[rows, : constraint.state_dim], policy_actions], -1)
+    if constraint.candidates.shape[1]:
+        best, certified = certified_candidates(constraint, queries, rows)
+        searched = constraint.search(constraint, queries, rows, ~certified)
+        nearest = jnp.where(certified, best, searched)
+        certified_fraction = certified.mean()
+    else:
+        nearest = constraint.search(constraint, queries, rows, jnp.ones(rows.shape, bool))
+        certified_fraction = jnp.zeros(())
+    targets = jax.lax.stop_gradient(constraint.keys[nearest, constraint.state_dim :])
+    return targets, {"certified_fraction": certified_fraction}
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def exact_kth_rows(keys: jax.Array, queries: jax.Array, k: int = 1) -> jax.Array:
+    """Exact k-th neighbour rows for many queries at once (recall measurements, tests)."""
+    return brute_force_kth(keys, queries, k)

@@ -1,0 +1,245 @@
+"""PRDC and its dataset constraint: exact neighbours, certificates, recall, real runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents import PRDC, TD3BC
+from offrl.agent import DatasetSpec
+from offrl.data.registry import load_task
+from offrl.data.transitions import Transitions
+from offrl.errors import ConfigError
+from offrl.neighbors import (
+    build_constraint,
+    cache_dir,
+    constrained_actions,
+    exact_kth_rows,
+    state_candidates,
+)
+from offrl.train import fit
+from tests.conftest import HOPPER_DATASET_ID
+
+TASK = f"minari/{HOPPER_DATASET_ID}"
+SMALL = {"hidden_dims": (64, 64), "batch_size": 64}
+STATE_DIM, ACTION_DIM, ROWS, QUERIES = 11, 3, 4000, 256
+
+
+@pytest.fixture(scope="module")
+def table():
+    """Random states and actions, and queries at dataset states with arbitrary policy actions."""
+    rng = np.random.default_rng(0)
+    states = rng.standard_normal((ROWS, STATE_DIM)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (ROWS, ACTION_DIM)).astype(np.float32)
+    rows = rng.integers(0, ROWS, QUERIES)
+    policy_actions = rng.uniform(-1, 1, (QUERIES, ACTION_DIM)).astype(np.float32)
+    return states, actions, rows, policy_actions
+
+
+def numpy_kth_action(states, actions, rows, policy_actions, beta, k):
+    """The official rule by brute force: k-th smallest of beta^2|s - s_i|^2 + |pi(s) - a_i|^2."""
+    keys = np.concatenate([beta * states, actions], axis=1).astype(np.float64)
+    queries = np.concatenate([beta * states[rows], policy_actions], axis=1)
+    dist = ((queries[:, None, :] - keys[None]) ** 2).sum(-1)
+    return actions[np.argsort(dist, axis=1, kind="stable")[:, k - 1]]
+
+
+@pytest.mark.parametrize("search", ["faiss-flat", "jax"])
+@pytest.mark.parametrize("candidates", [0, 16])
+@pytest.mark.parametrize("k", [1, 2])
+def test_exact_searches_match_numpy_brute_force(table, search, candidates, k):
+    states, actions, rows, policy_actions = table
+    constraint = build_constraint(
+        states, actions, beta=2.0, k=k, search=search, candidates=candidates
+    )
+    targets, metrics = jax.jit(constrained_actions)(
+        constraint, jnp.asarray(rows), jnp.asarray(policy_actions)
+    )
+    expected = numpy_kth_action(states, actions, rows, policy_actions, 2.0, k)
+    np.testing.assert_array_equal(np.asarray(targets), expected)
+    if not candidates:
+        assert float(metrics["certified_fraction"]) == 0.0
+
+
+def test_candidates_answer_uncertified_queries_through_the_backend(table):
+    """Tiny lists certify few queries; the backend answers the rest, and all stay exact."""
+    states, actions, rows, _ = table
+    far = np.full((QUERIES, ACTION_DIM), 5.0, np.float32)  # far from every action: no certificate
+    constraint = build_constraint(states, actions, beta=0.1, search="faiss-flat", candidates=2)
+    targets, metrics = constrained_actions(constraint, jnp.asarray(rows), jnp.asarray(far))
+    assert float(metrics["certified_fraction"]) < 0.5
+    expected = numpy_kth_action(states, actions, rows, far, 0.1, 1)
+    np.testing.assert_array_equal(np.asarray(targets), expected)
+
+
+def test_candidate_radius_bounds_every_row_outside_the_list():
+    """The IVF path (used for large datasets) must give a radius no outside row beats."""
+    rng = np.random.default_rng(1)
+    walk = np.cumsum(rng.standard_normal((40, 500, 5)) * 0.1, axis=1).reshape(-1, 5)
+    states = ((walk - walk.mean(0)) / walk.std(0)).astype(np.float32)
+    candidates, radius = state_candidates(states, 16, exact_below=0)
+    assert candidates.shape == (len(states), 16) and (radius > 0).mean() > 0.9
+    for row in rng.integers(0, len(states), 200):
+        outside = np.ones(len(states), bool)
+        outside[candidates[row]] = False
+        nearest_outside = np.linalg.norm(states[outside] - states[row], axis=1).min()
+        assert nearest_outside >= radius[row] - 1e-5
+
+
+@pytest.mark.parametrize("search", ["faiss-hnsw", "faiss-ivf"])
+def test_approximate_searches_have_high_measured_recall(table, search):
+    states, actions, rows, policy_actions = table
+    constraint = build_constraint(
+        states, actions, beta=2.0, search=search, candidates=0, ivf_lists=64, ivf_nprobe=8
+    )
+    queries = constraint.keys[rows, :STATE_DIM]
+    queries = jnp.concatenate([queries, jnp.asarray(policy_actions)], axis=1)
+    exact = np.asarray(exact_kth_rows(constraint.keys, queries))
+    found = np.asarray(
+        constraint.search(constraint, queries, jnp.asarray(rows), jnp.ones(QUERIES, bool))
+    )
+    recall = (found == exact).mean()
+    assert 0.9 <= recall <= 1.0, f"{search} recall@1 = {recall}"
+
+
+def test_built_indexes_are_cached_by_the_keys(table):
+    states, actions, _, _ = table
+    build_constraint(states, actions, beta=3.0, search="faiss-hnsw", candidates=8)
+    files = sorted(p.name for p in cache_dir().iterdir())
+    build_constraint(states, actions, beta=3.0, search="faiss-hnsw", candidates=8)
+    assert sorted(p.name for p in cache_dir().iterdir()) == files
+    build_constraint(states, actions, beta=4.0, search="faiss-hnsw", candidates=8)
+    assert len(list(cache_dir().iterdir())) == len(files) + 1  # new beta: new index, same lists
+
+
+def test_regulariser_targets_are_constants(table):
+    states, actions, rows, policy_actions = table
+    constraint = build_constraint(states, actions, beta=2.0, search="jax")
+
+    def total(policy_actions):
+        return constrained_actions(constraint, jnp.asarray(rows), policy_actions)[0].sum()
+
+    gradient = jax.grad(total)(jnp.asarray(policy_actions))
+    assert not np.asarray(gradient).any()
+
+
+def random_batch(rows: np.ndarray, states, actions) -> Transitions:
+    rng = np.random.default_rng(2)
+    return Transitions(
+        observations=jnp.asarray(states[rows]),
+        actions=jnp.asarray(actions[rows]),
+        rewards=jnp.asarray(rng.standard_normal(len(rows)), jnp.float32),
+        next_observations=jnp.asarray(states[(rows + 1) % len(states)]),
+        dones=jnp.zeros(len(rows), jnp.float32),
+    )
+
+
+def test_actor_step_moves_only_the_actor_and_pulls_toward_the_neighbour(table):
+    states, actions, rows, _ = table
+    config = PRDC.Config(batch_size=QUERIES, search="faiss-flat")
+    constraint = build_constraint(states, actions, beta=config.beta, search="faiss-flat")
+    state = PRDC.init(jax.random.PRNGKey(0), DatasetSpec(STATE_DIM, ACTION_DIM), config)
+    batch = random_batch(rows, states, actions)
+    new, metrics = jax.jit(PRDC.update_actor)(state, batch, constraint, jnp.asarray(rows))
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, new.critic.params, state.critic.params))
+    assert not jax.tree.all(jax.tree.map(jnp.array_equal, new.actor.params, state.actor.params))
+
+    policy_actions = PRDC.act(state, batch.observations)
+    neighbours = numpy_kth_action(states, actions, rows, np.asarray(policy_actions), 2.0, 1)
+    bc = float(((np.asarray(policy_actions) - neighbours) ** 2).mean())
+    assert float(metrics["bc_loss"]) == pytest.approx(bc, rel=1e-5)
+
+
+def test_prdc_differs_from_td3bc_only_in_the_bc_target(table):
+    """With beta huge the nearest pair is the sampled row itself: PRDC's step is TD3+BC's."""
+    states, actions, rows, _ = table
+    unique = np.unique(rows)
+    config = PRDC.Config(batch_size=len(unique), beta=1e4)
+    constraint = build_constraint(states, actions, beta=1e4, search="jax")
+    spec = DatasetSpec(STATE_DIM, ACTION_DIM)
+    prdc_state = PRDC.init(jax.random.PRNGKey(0), spec, config)
+    td3bc_state = TD3BC.init(jax.random.PRNGKey(0), spec, TD3BC.Config(batch_size=len(unique)))
+    batch = random_batch(unique, states, actions)
+    for step in range(2):
+        key = jax.random.PRNGKey(step)
+        prdc_state, _ = PRDC.update(prdc_state, batch, key, constraint, jnp.asarray(unique))
+        td3bc_state, _ = TD3BC.update(td3bc_state, batch, key)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        prdc_state.actor.params,
+        td3bc_state.actor.params,
+    )
+
+
+def test_bad_search_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="search must be one of"):
+        PRDC.Config(search="kdtree")
+    with pytest.raises(ConfigError, match=r"k .* must be >= 1"):
+        PRDC.Config(k=0)
+
+
+# --- real runs ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(hopper_dataset):
+    return load_task(TASK)
+
+
+def run(loaded, out_dir, steps, seeds=(0, 1), **config):
+    return fit(
+        PRDC,
+        loaded.transitions,
+        PRDC.Config(**SMALL, **config),
+        seeds=list(seeds),
+        steps=steps,
+        eval_every=50,
+        eval_episodes=2,
+        task=loaded.task,
+        out_dir=out_dir,
+        progress=False,
+    )
+
+
+def test_a_short_real_run_two_seeds_in_one_program(loaded, tmp_path):
+    result = run(loaded, tmp_path / "run", 100, search="faiss-flat")
+    records = [
+        json.loads(line) for line in (tmp_path / "run/records.jsonl").read_text().splitlines()
+    ]
+    assert [(r["seed"], r["step"]) for r in records] == [(0, 50), (1, 50), (0, 100), (1, 100)]
+    assert all(np.isfinite(r["return"]) and np.isfinite(r["losses"]["bc_loss"]) for r in records)
+    assert all(0.0 <= r["losses"]["certified_fraction"] <= 1.0 for r in records)
+    alone = run(loaded, None, 100, seeds=(0,), search="faiss-flat")
+    jax.tree.map(
+        lambda both, one: np.testing.assert_allclose(both[0], one[0], rtol=1e-5, atol=1e-6),
+        result.carry.agent.actor.params,
+        alone.carry.agent.actor.params,
+    )
+
+
+def test_resume_reuses_the_cached_index(loaded, tmp_path):
+    uninterrupted = run(loaded, tmp_path / "whole", 150, search="faiss-hnsw")
+    cached = {p: p.stat().st_mtime_ns for p in cache_dir().iterdir()}
+    run(loaded, tmp_path / "parts", 100, search="faiss-hnsw")
+    resumed = run(loaded, tmp_path / "parts", 150, search="faiss-hnsw")
+    assert {p: p.stat().st_mtime_ns for p in cache_dir().iterdir()} == cached
+    assert [r["return"] for r in resumed.records] == [
+        r["return"] for r in uninterrupted.records if r["step"] == 150
+    ]
+
+
+def test_cli_trains_prdc_with_a_chosen_search(hopper_dataset, tmp_path):
+    out = tmp_path / "cli"
+    command = [sys.executable, "-m", "offrl.cli", "train", "--agent", "prdc", "--task", TASK]
+    command += ["--steps", "50", "--eval-every", "50", "--eval-episodes", "1", "--no-progress"]
+    command += ["--search", "jax", "--beta", "2.5", "--hidden-dims", "32", "32", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["config"]["search"] == "jax" and manifest["config"]["beta"] == 2.5
