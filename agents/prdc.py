@@ -39,8 +39,8 @@ class Config(TD3Config):
     k: int = 1
     """The k-th nearest pair is the target (the official code's `[k]` index; 1 = nearest)."""
     search: str = "auto"
-    """Neighbour search: auto (faiss-flat on CPU, jax on accelerators), faiss-flat, jax (exact);
-    faiss-hnsw, faiss-ivf (approximate)."""
+    """Neighbour search: auto (faiss-ivf-exact on CPU, jax on accelerators); exact: faiss-ivf-exact,
+    faiss-flat, jax; approximate: faiss-hnsw, faiss-ivf."""
     candidates: int = 32
     """Rows per certified candidate list (exact shortcut in front of the search); 0 = off."""
     hnsw_m: int = 32

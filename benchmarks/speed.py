@@ -7,6 +7,11 @@ which cost the same as real ones for a dense update), batch 256:
   - five seeds vmapped in that scan (per-seed and total rates),
 plus the FLOPs of one update (XLA cost analysis) and the achieved GFLOP/s against a float32
 matmul peak measured in the same process.
+
+PRDC's cost depends on the data's structure (where neighbours lie), so it is measured on a REAL
+1M-transition dataset (`--prdc-task`): its step time beside TD3+BC's on the same data for every
+neighbour search, the search's share of the step, and the fraction of queries the candidate lists
+certified along a short training run.
 """
 
 from __future__ import annotations
@@ -22,8 +27,16 @@ import numpy as np
 from agents import AGENTS
 from benchmarks import reference_td3bc
 from offrl.agent import DatasetSpec
+from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions, sample
-from offrl.train import Carry, _unbatch_shared, init_carry, make_train_chunk
+from offrl.train import (
+    Carry,
+    _unbatch_shared,
+    init_carry,
+    make_train_chunk,
+    prepare_agent,
+    prepare_data,
+)
 
 OBS_DIM, ACTION_DIM = 17, 6
 REFERENCE_UNROLL = 8
@@ -141,9 +154,82 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
     return Rates(**{name: chunk / seconds for name, seconds in best.items()})
 
 
+# (label, PRDC config overrides): every search, with and without certified candidate lists.
+PRDC_SEARCHES = (
+    ("auto = faiss-ivf-exact + candidates", {}),
+    ("faiss-flat + candidates", {"search": "faiss-flat"}),
+    ("jax + candidates", {"search": "jax"}),
+    ("faiss-ivf-exact (every query)", {"candidates": 0}),
+    ("faiss-flat (every query)", {"search": "faiss-flat", "candidates": 0}),
+    ("jax (every query)", {"search": "jax", "candidates": 0}),
+    ("faiss-hnsw (approximate)", {"search": "faiss-hnsw", "candidates": 0}),
+    ("faiss-ivf (approximate)", {"search": "faiss-ivf", "candidates": 0}),
+)
+
+
+def timed_chunk(agent, carry: Carry, data: Transitions, prepared, updates: int):
+    """(updates/s, final carry, metrics) of one compiled chunk, compile time excluded."""
+    chunk = make_train_chunk(agent, carry, updates, 256).lower(carry, data, prepared).compile()
+    began = time.perf_counter()
+    carry, metrics = jax.block_until_ready(chunk(carry, data, prepared))
+    return updates / (time.perf_counter() - began), carry, metrics
+
+
+def prdc_section(task_name: str, warmup: int, chunk: int) -> None:
+    """PRDC beside TD3+BC on real data, after `warmup` PRDC updates (the certificate rate
+    depends on how close pi is to the data, so a fresh actor would mislead)."""
+    loaded = load_task(task_name)
+    td3bc, prdc = AGENTS["td3bc"], AGENTS["prdc"]
+    config = prdc.Config()
+    data, _ = prepare_data(loaded.transitions, config)
+    spec = DatasetSpec(data.obs_dim, data.action_dim)
+    print(
+        f"\nPRDC on {task_name} ({data.size} transitions, obs {data.obs_dim}, act "
+        f"{data.action_dim}), beta {config.beta}, batch 256, one seed"
+    )
+    began = time.perf_counter()
+    prepared = prepare_agent(prdc, data, config)
+    print(f"  constraint built (or read from cache) in {time.perf_counter() - began:.1f} s")
+    carry = _unbatch_shared(init_carry(prdc, spec, config, [0]))
+    for done in range(0, warmup, chunk):
+        rate, carry, metrics = timed_chunk(prdc, carry, data, prepared, chunk)
+        certified = float(np.nanmean(np.asarray(metrics["certified_fraction"])))
+        print(f"  training step {done + chunk:6d}: {rate:6.1f} upd/s, certified {certified:.3f}")
+    td3bc_carry = _unbatch_shared(init_carry(td3bc, spec, td3bc.Config(), [0]))
+    td3bc_rate, _, _ = timed_chunk(td3bc, td3bc_carry, data, None, chunk)
+    print(f"  TD3+BC on the same data: {td3bc_rate:.1f} upd/s")
+    print(
+        f"  {'search':40} {'build s':>7} {'upd/s':>7} {'x TD3+BC':>8} {'NN share':>8} "
+        f"{'certified':>9}"
+    )
+    for label, overrides in PRDC_SEARCHES:
+        variant = prdc.Config(**overrides)
+        began = time.perf_counter()
+        constraint = prepare_agent(prdc, data, variant)
+        built = time.perf_counter() - began
+        state = carry.replace(agent=carry.agent.replace(config=variant))
+        # Exact search of every query is slow on CPU: time a few updates only.
+        updates = chunk if variant.candidates else max(chunk // 20, 2)
+        rate, _, metrics = timed_chunk(prdc, state, data, constraint, updates)
+        ratio = td3bc_rate / rate
+        certified = float(np.nanmean(np.asarray(metrics["certified_fraction"])))
+        print(
+            f"  {label:40} {built:7.1f} {rate:7.1f} {ratio:8.2f} {1 - 1 / ratio:8.1%} "
+            f"{certified:9.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument(
+        "--agents", nargs="+", default=["td3bc", "a2pr", "ggdtd"], choices=list(AGENTS)
+    )
+    parser.add_argument(
+        "--prdc-task",
+        default="offrl/halfcheetah/medium-v0",
+        help="a real 1M-transition dataset for PRDC ('' skips PRDC)",
+    )
+    parser.add_argument("--prdc-warmup", type=int, default=10_000, help="PRDC updates first")
     parser.add_argument("--size", type=int, default=1_000_000, help="dataset transitions")
     parser.add_argument("--chunk", type=int, default=400, help="updates fused per call")
     parser.add_argument("--seeds", type=int, default=5, help="seeds vmapped together")
@@ -159,7 +245,7 @@ def main() -> None:
         f"{'%peak':>6} {f'{args.seeds}x-vmap/seed':>15} {'total':>7} {'total/fused':>11}"
     )
     baseline = None
-    for name in args.agents:
+    for name in (name for name in args.agents if name != "prdc"):
         agent = AGENTS[name]
         config = agent.Config()
         one = single_seed(agent, config)
@@ -185,6 +271,9 @@ def main() -> None:
                 f"  {name} vs {baseline[0]}: step time x{baseline[2] / rates.fused:.2f}, "
                 f"FLOPs x{gflop / baseline[1]:.2f}"
             )
+
+    if args.prdc_task:
+        prdc_section(args.prdc_task, args.prdc_warmup, args.chunk)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
 from offrl.neighbors import (
+    PrunedIVF,
     build_constraint,
+    build_faiss_index,
     cache_dir,
     constrained_actions,
     exact_kth_rows,
@@ -50,7 +52,7 @@ def numpy_kth_action(states, actions, rows, policy_actions, beta, k):
     return actions[np.argsort(dist, axis=1, kind="stable")[:, k - 1]]
 
 
-@pytest.mark.parametrize("search", ["faiss-flat", "jax"])
+@pytest.mark.parametrize("search", ["faiss-ivf-exact", "faiss-flat", "jax"])
 @pytest.mark.parametrize("candidates", [0, 16])
 @pytest.mark.parametrize("k", [1, 2])
 def test_exact_searches_match_numpy_brute_force(table, search, candidates, k):
@@ -90,6 +92,21 @@ def test_candidate_radius_bounds_every_row_outside_the_list():
         outside[candidates[row]] = False
         nearest_outside = np.linalg.norm(states[outside] - states[row], axis=1).min()
         assert nearest_outside >= radius[row] - 1e-5
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_pruned_ivf_is_exact_across_many_cells(k):
+    """Structured keys over 64 cells: pruning stops early and still returns the exact k-NN."""
+    rng = np.random.default_rng(3)
+    walk = np.cumsum(rng.standard_normal((40, 1000, 9)) * 0.1, axis=1).reshape(-1, 9)
+    keys = ((walk - walk.mean(0)) / walk.std(0)).astype(np.float32)
+    queries = keys[rng.integers(0, len(keys), 300)]
+    queries = queries + 0.3 * rng.standard_normal(queries.shape).astype(np.float32)
+    flat = build_faiss_index(keys, "faiss-flat", hnsw_m=32, ivf_lists=64)
+    ivf = build_faiss_index(keys, "faiss-ivf", hnsw_m=32, ivf_lists=64)
+    _, found = PrunedIVF(ivf, flat).search(queries, k)
+    exact = ((queries[:, None, :] - keys[None]) ** 2).sum(-1).argsort(axis=1)[:, k - 1]
+    np.testing.assert_array_equal(found[:, k - 1], exact)
 
 
 @pytest.mark.parametrize("search", ["faiss-hnsw", "faiss-ivf"])
