@@ -1,0 +1,275 @@
+"""The leaderboard: hand-checked numbers, sources never pooled, the protocol under every table,
+byte-identical regeneration, and one clear error per bad store."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offrl import stats
+from offrl.leaderboard import (
+    build_leaderboard,
+    d4rl_counterpart,
+    default_reported_csv,
+    main,
+    read_reported,
+    select,
+    task_domain,
+)
+from offrl.store import RunRecord, append, config_hash, protocol_hash, score_summary
+
+FULL = {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10}
+SMOKE = {"steps": 2_000, "eval_every": 1_000, "eval_episodes": 2}
+REPS = 300
+
+
+def make_record(
+    agent: str,
+    task: str,
+    seed: int,
+    final: float,
+    protocol: dict = FULL,
+    config: dict | None = None,
+    kind: str = "normalized_score",
+) -> RunRecord:
+    """A record whose last ten evaluations all equal `final`, after a ramp."""
+    config = config or {"alpha": 2.5}
+    steps = [protocol["eval_every"] * (i + 1) for i in range(12)]
+    scores = [0.0, final / 2] + [final] * 10
+    return RunRecord(
+        agent=agent,
+        task=task,
+        seed=seed,
+        dataset_checksum="c" * 64,
+        config=config,
+        config_hash=config_hash(config),
+        protocol=protocol,
+        protocol_hash=protocol_hash(protocol),
+        git_commit="0123456789abcdef",
+        offrl_version="0.1.0",
+        score_kind=kind,
+        curve_steps=steps,
+        curve_scores=scores,
+        curve_returns=[s * 30 for s in scores],
+        **score_summary(steps, scores),
+        wall_s=600.0,
+        updates_per_s=2000.0,
+        run_seeds=[0, 1, 2],
+        run_dir="runs/x",
+        finished_at="2026-01-01T00:00:00+00:00",
+    )
+
+
+# Hand-picked finals: (agent, task) -> one score per seed.
+FINALS = {
+    ("td3bc", "d4rl/hopper-medium-v2"): [58.0, 60.0, 62.0],
+    ("td3bc", "d4rl/walker2d-medium-v2"): [80.0, 84.0, 88.0],
+    ("prdc", "d4rl/hopper-medium-v2"): [99.0, 101.0, 103.0],
+    ("prdc", "d4rl/walker2d-medium-v2"): [85.0, 86.0, 87.0],
+    ("prdc", "d4rl/antmaze-umaze-v2"): [90.0, 95.0, 100.0],
+    ("td3bc", "offrl/hopper/medium-v0"): [10.0, 20.0, 30.0],
+    ("prdc", "offrl/hopper/medium-v0"): [40.0, 50.0, 60.0],
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "runs.jsonl"
+    records = [
+        make_record(agent, task, seed, final)
+        for (agent, task), finals in FINALS.items()
+        for seed, final in enumerate(finals)
+    ]
+    records.append(make_record("td3bc", "minari/local/hopper-random-v0", 0, 1234.5, kind="return"))
+    records += [make_record("td3bc", "d4rl/hopper-medium-v2", s, 1.0, SMOKE) for s in range(2)]
+    append(path, records)
+    return path
+
+
+@pytest.fixture(scope="module")
+def page(store, tmp_path_factory) -> str:
+    """LEADERBOARD.md built once for the tests that only read it."""
+    out = tmp_path_factory.mktemp("page")
+    build_leaderboard(store, out_dir=out, bootstrap_reps=REPS, seed=3)
+    return (out / "LEADERBOARD.md").read_text()
+
+
+def section(md: str, heading: str) -> str:
+    """The text from a heading to the next heading of the same or a higher level."""
+    level = heading.split(" ")[0]
+    start = md.index(heading)
+    rest = md[start + len(heading) :]
+    ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", rest, flags=re.M)]
+    return heading + (rest[: ends[0]] if ends else rest)
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """First cell -> the other cells, for every body row of the markdown tables in `text`."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_per_task_cells_are_mean_std_n_beside_the_paper_and_the_difference(page):
+    md = page
+    d4rl = section(md, "## D4RL dataset files (d4rl/): 1,000,000 steps")
+    header = next(line for line in d4rl.splitlines() if line.startswith("| Task"))
+    assert header == ("| Task | td3bc | td3bc paper | td3bc Δ | prdc | prdc paper | prdc Δ |")
+    rows = table_rows(section(d4rl, "### Per task"))
+    # td3bc hopper: mean 60, population std sqrt(8/3) = 1.63; paper 59.3 ± 4.2 -> +0.7.
+    assert rows["d4rl/hopper-medium-v2"] == [
+        "60.0 ± 1.6 (3)", "59.3 ± 4.2", "+0.7", "101.0 ± 1.6 (3)", "100.3 ± 0.2", "+0.7",
+    ]  # fmt: skip
+    assert rows["d4rl/walker2d-medium-v2"][:3] == ["84.0 ± 3.3 (3)", "83.7 ± 2.1", "+0.3"]
+    # PRDC's antmaze: paper 98.8 ± 1.0, ours 95 -> -3.8; td3bc never ran it.
+    assert rows["d4rl/antmaze-umaze-v2"] == ["—", "—", "—", "95.0 ± 4.1 (3)", "98.8 ± 1.0", "-3.8"]
+    # Generated data: the D4RL paper number only for orientation, no difference column.
+    offrl = section(md, "## offrl-generated datasets (offrl/)")
+    assert table_rows(section(offrl, "### Per task"))["offrl/hopper/medium-v0"] == [
+        "20.0 ± 8.2 (3)", "59.3 ± 4.2 (d4rl/hopper-medium-v2)",
+        "50.0 ± 8.2 (3)", "100.3 ± 0.2 (d4rl/hopper-medium-v2)",
+    ]  # fmt: skip
+    # A raw-return task is marked, shown without a paper number and never aggregated.
+    minari = section(md, "## Minari datasets (minari/)")
+    assert table_rows(minari)["minari/local/hopper-random-v0 ‡"] == ["1234.5 ± 0.0 (1)"]
+    assert "### Domain" not in minari
+
+
+def test_domain_aggregates_never_pool_sources_or_protocols(page):
+    md = page
+    d4rl = section(md, "## D4RL dataset files (d4rl/): 1,000,000 steps")
+    locomotion = table_rows(section(d4rl, "### Domain: locomotion"))
+    td3bc = [
+        np.array(FINALS[("td3bc", t)]) for t in ("d4rl/hopper-medium-v2", "d4rl/walker2d-medium-v2")
+    ]
+    prdc = [
+        np.array(FINALS[("prdc", t)]) for t in ("d4rl/hopper-medium-v2", "d4rl/walker2d-medium-v2")
+    ]
+    # Hand: td3bc mean (60 + 84) / 2 = 72; IQM of [58 60 62 80 84 88] drops 58, 88 -> 71.5;
+    # gap 100 - 72 = 28. Only the d4rl runs of the full protocol count (not offrl's, not smoke).
+    assert locomotion["td3bc"][:2] == ["2", "6"]
+    assert [cell.split(" [")[0] for cell in locomotion["td3bc"][2:5]] == ["72.0", "71.5", "28.0"]
+    assert locomotion["td3bc"][5] == "—"
+    # PRDC beats td3bc in every hopper pair, and in walker2d 85 < 88, 86 < 88, 87 < 88,
+    # 85 > 80, 84; 86 > 80, 84; 87 > 80, 84 -> 6/9: P = (1 + 2/3) / 2 = 0.83.
+    assert locomotion["prdc"][5].startswith("0.83 [")
+    assert np.isclose(stats.probability_of_improvement(prdc, td3bc), 5 / 6)
+    # The printed intervals are stats.bootstrap_ci's (same reps), so hand-checked stats apply.
+    low, high = map(float, re.search(r"\[(.*), (.*)\]", locomotion["td3bc"][3]).groups())
+    assert low <= 71.5 <= high and low >= 58.0 and high <= 88.0
+    antmaze = table_rows(section(d4rl, "### Domain: antmaze"))
+    assert list(antmaze) == ["Agent", "prdc"]
+    assert antmaze["prdc"][2].startswith("95.0 [")
+    offrl = section(md, "## offrl-generated datasets (offrl/)")
+    assert table_rows(section(offrl, "### Domain: locomotion"))["td3bc"][2].startswith(
+        "20.0 ["
+    )  # its own source only
+    smoke = section(md, "## D4RL dataset files (d4rl/): 2,000 steps")
+    assert table_rows(section(smoke, "### Per task"))["d4rl/hopper-medium-v2"][0] == (
+        "1.0 ± 0.0 (2)"
+    )
+
+
+def test_the_protocol_is_printed_under_every_table(page):
+    blocks = page.split("\n\n")
+    tables = [i for i, block in enumerate(blocks) if block.startswith("| ")]
+    assert len(tables) >= 8
+    for i in tables:
+        assert "Protocol: " in blocks[i + 1]
+    smoke = next(blocks[i + 1] for i in tables if "2,000 gradient steps" in blocks[i + 1])
+    assert "evaluation every 1,000 steps, 2 episodes" in smoke
+    assert "final score = mean of the last 10 evaluations" in smoke
+
+
+def test_regeneration_is_byte_identical(store, tmp_path):
+    first = build_leaderboard(store, out_dir=tmp_path / "a", bootstrap_reps=REPS, seed=1)
+    second = build_leaderboard(store, out_dir=tmp_path / "b", bootstrap_reps=REPS, seed=1)
+    relative = [p.relative_to(tmp_path / "a") for p in first]
+    assert relative == [p.relative_to(tmp_path / "b") for p in second]
+    for name in ("LEADERBOARD.md", "leaderboard.html"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    pngs = [p for p in relative if p.suffix == ".png"]
+    assert any(p.name == "profile_locomotion.png" for p in pngs)
+    assert any(p.name == "improvement_locomotion.png" for p in pngs)
+    assert any(p.parent.name == "curves" for p in pngs)
+    for png in pngs:  # matplotlib's Agg output, without the version tag, is deterministic too
+        assert (tmp_path / "a" / png).read_bytes() == (tmp_path / "b" / png).read_bytes()
+    html = (tmp_path / "a" / "leaderboard.html").read_text()
+    assert "<script" not in html and "http" not in html  # self-contained
+    for png in pngs:  # every plot is shown or linked, by its path beside the page
+        assert f'"{png.as_posix()}"' in html
+
+
+def test_reruns_replace_and_a_changed_config_supersedes(tmp_path):
+    old = make_record("td3bc", "d4rl/hopper-medium-v2", 0, 10.0)
+    again = make_record("td3bc", "d4rl/hopper-medium-v2", 0, 20.0)
+    other_seed = make_record("td3bc", "d4rl/hopper-medium-v2", 1, 30.0)
+    retuned = make_record("td3bc", "d4rl/hopper-medium-v2", 2, 40.0, config={"alpha": 1.0})
+    selection = select([old, again, other_seed, retuned])
+    (board,) = selection.boards
+    assert [r.final for r in board.records] == [40.0]
+    assert (selection.superseded, selection.other_config) == (1, 2)
+    assert [r.final for r in select([old, again, other_seed]).boards[0].records] == [20.0, 30.0]
+
+
+def test_domains_and_d4rl_counterparts():
+    assert task_domain("d4rl/hopper-medium-v2") == "locomotion"
+    assert task_domain("d4rl/ant-medium-v2") == "locomotion"
+    assert task_domain("d4rl/antmaze-umaze-diverse-v2") == "antmaze"
+    assert task_domain("minari/D4RL/antmaze/large-play-v1") == "antmaze"
+    assert task_domain("minari/D4RL/pointmaze/umaze-v2") == "maze"
+    assert task_domain("d4rl/maze2d-umaze-v1") == "maze"
+    assert task_domain("offrl/walker2d/medium-replay-v0") == "locomotion"
+    assert task_domain("minari/local/cartpole-v0") == "other"
+    reported = read_reported(default_reported_csv())
+    found = d4rl_counterpart("offrl/walker2d/medium-replay-v0", "prdc", reported)
+    assert (found.task, found.mean) == ("d4rl/walker2d-medium-replay-v2", 92.0)
+    found = d4rl_counterpart("minari/D4RL/antmaze/umaze-diverse-v1", "prdc", reported)
+    assert found.task == "d4rl/antmaze-umaze-diverse-v2"
+    assert d4rl_counterpart("offrl/hopper/medium-v0", "ggdtd", reported) is None
+
+
+def test_reported_csv_keeps_provenance_for_every_row():
+    with open(default_reported_csv(), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 51
+    for row in rows:
+        assert row["offrl_task"] == "d4rl/" + row["task"]
+        assert row["offrl_agent"] == re.sub(r"[^a-z0-9]", "", row["agent"].lower())
+        assert row["verification"] and row["source"] and row["protocol_note"]
+        float(row["score_mean"])
+    reported = read_reported(default_reported_csv())
+    hopper = reported[("td3bc", "d4rl/hopper-medium-v2")]
+    assert (hopper.mean, hopper.std, hopper.verification) == (59.3, 4.2, "secondary")
+    assert reported[("a2pr", "d4rl/hopper-medium-v2")].std is None
+
+
+def test_cli_writes_the_page_beside_the_store_and_refuses_bad_stores(store, tmp_path, capsys):
+    copy = tmp_path / "results" / "runs.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes(store.read_bytes())
+    assert main(["--store", str(copy), "--reps", "200", "--seed", "4"]) == 0
+    assert f"wrote {copy.parent / 'LEADERBOARD.md'}" in capsys.readouterr().out
+    assert (copy.parent / "leaderboard.html").exists()
+    missing = tmp_path / "none.jsonl"
+    assert main(["--store", str(missing)]) == 1
+    assert f"offrl: error: {missing} does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["--store", str(empty), "--out", str(tmp_path / "e")]) == 1
+    assert "holds no runs yet" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.jsonl"
+    corrupt.write_text(store.read_text().splitlines()[0] + "\n{oops\n")
+    assert main(["--store", str(corrupt), "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "corrupt.jsonl, line 2: not valid JSON" in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists() and not (tmp_path / "c").exists()
+    assert main(["--store", str(store), "--reps", "0"]) == 1
+    assert "--reps must be >= 1" in capsys.readouterr().err
