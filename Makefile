@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= default
 
-.PHONY: install test test-slow lint format bench bench-speed clean
+.PHONY: install test test-slow lint format bench leaderboard bench-speed clean
 
 install: $(VENV)/.installed
 
@@ -28,9 +28,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# PROFILE=default (about an hour on 2 cores) | full (the papers' protocol) | smoke (minutes)
 bench: install
-	@echo "make bench: the benchmark suite and leaderboard are not built yet (issue #7); see README.md" >&2
-	@exit 2
+	$(BIN)/offrl bench --profile $(PROFILE) $(BENCH_ARGS)
+	$(BIN)/offrl leaderboard
+
+leaderboard: install
+	$(BIN)/offrl leaderboard
 
 bench-speed: install
 	$(BIN)/python -m benchmarks.speed

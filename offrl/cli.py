@@ -24,6 +24,8 @@ VERBS = {
     "eval": "evaluate the latest checkpoint of a run folder",
     "data": "datasets: list | info TASK | collect",
     "behavior": "behaviour policies: train (online SAC, resumable)",
+    "bench": "run a bench profile (default | full | smoke) into the results store",
+    "leaderboard": "LEADERBOARD.md, leaderboard.html and plots from the results store",
 }
 
 
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "usage: offrl {"
             + ",".join(VERBS)
             + "} ...\n\n"
-            + "\n".join(f"  {verb:6} {text}" for verb, text in VERBS.items())
+            + "\n".join(f"  {verb:11} {text}" for verb, text in VERBS.items())
         )
         usage += "\n\nRun `offrl VERB --help` for a verb's flags."
         if argv and argv[0] in ("-h", "--help"):
@@ -241,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
             return tyro.cli(evaluate_run, args=rest, prog="offrl eval")
         if verb == "behavior":
             return behavior(rest)
+        if verb == "bench":
+            from offrl import bench
+
+            return bench.main(rest)
+        if verb == "leaderboard":
+            from offrl import leaderboard
+
+            return leaderboard.main(rest)
         return data(rest)
     except OffrlError as err:
         print(f"offrl: error: {err}", file=sys.stderr)

@@ -1,1 +1,97 @@
-"""Per-agent, per-task hyper-parameters from the official sources (ALGORITHMS.md)."""
+"""Per-agent, per-task hyper-parameters from the official sources (ALGORITHMS.md), and the bench
+profiles: which agents, tasks and seeds, and the protocol they are trained and scored under.
+
+TD3+BC and GGD-TD use one configuration for every task (TD3+BC's paper does; GGD-TD is offrl's
+own offline variant, ALGORITHMS.md 5.5). PRDC and A2PR take their official per-environment
+values from `prdc.py` and `a2pr.py`, which say where a source is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from agents import AGENTS
+from benchmarks.configs import a2pr, prdc
+
+PER_ENV_CONFIGS = {"a2pr": a2pr.config_for, "prdc": prdc.config_for}
+ENVS = ("halfcheetah", "hopper", "walker2d", "ant", "antmaze", "pointmaze", "maze2d")
+FINAL_SCORE_RULE = "mean of the last 10 evaluations (TD3+BC's paper); last and best kept too"
+
+
+def env_of(task: str) -> str | None:
+    """The environment family a task name mentions: `offrl/hopper/medium-v0` -> hopper."""
+    words = re.split(r"[/_\-]", task.lower())
+    return next((word for word in words if word in ENVS), None)
+
+
+def config_for(agent: str, task: str) -> Any:
+    """The agent's official Config for a task (its environment's values, else the defaults)."""
+    per_env = PER_ENV_CONFIGS.get(agent)
+    env = env_of(task)
+    if per_env is not None and env is not None:
+        return per_env(env)
+    return AGENTS[agent].Config()
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A bench profile: what is run and the protocol every run follows."""
+
+    name: str
+    agents: tuple[str, ...]
+    tasks: tuple[str, ...] | None
+    """None: every task whose data is on disk."""
+    seeds: tuple[int, ...]
+    steps: int
+    eval_every: int
+    eval_episodes: int
+    note: str
+    """How the profile differs from the papers' protocol, printed under every table."""
+
+
+PAPER_STEPS, PAPER_EVAL_EVERY, PAPER_EVAL_EPISODES = 1_000_000, 5_000, 10
+ALL_AGENTS = ("td3bc", "prdc", "a2pr", "ggdtd")
+
+PROFILES = {
+    "default": Profile(
+        name="default",
+        agents=ALL_AGENTS,
+        tasks=(
+            "offrl/hopper/medium-v0",
+            "offrl/hopper/medium-replay-v0",
+            "offrl/hopper/medium-expert-v0",
+            "offrl/pointmaze/umaze-v0",
+        ),
+        seeds=(0, 1, 2),
+        steps=5_000,
+        eval_every=1_000,
+        eval_episodes=10,
+        note=(
+            "REDUCED for a 2-core laptop (about an hour): 5,000 gradient steps instead of "
+            "1,000,000, evaluated every 1,000 steps (10 episodes), 3 seeds; scores are far "
+            "below converged values and are not comparable with the papers'"
+        ),
+    ),
+    "full": Profile(
+        name="full",
+        agents=ALL_AGENTS,
+        tasks=None,
+        seeds=(0, 1, 2, 3, 4),
+        steps=PAPER_STEPS,
+        eval_every=PAPER_EVAL_EVERY,
+        eval_episodes=PAPER_EVAL_EPISODES,
+        note="the papers' protocol: 1M gradient steps, evaluated every 5,000 (10 episodes)",
+    ),
+    "smoke": Profile(
+        name="smoke",
+        agents=ALL_AGENTS,
+        tasks=("offrl/hopper/random-v0",),
+        seeds=(0, 1),
+        steps=200,
+        eval_every=100,
+        eval_episodes=2,
+        note="SMOKE test of the pipeline only: 200 steps, 2 episodes; the scores mean nothing",
+    ),
+}

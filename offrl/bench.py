@@ -1,0 +1,242 @@
+"""`offrl bench`: a profile's (agent, task, seed group) runs, trained and stored, then the board.
+
+Each run is one `fit` call (the group's seeds vmapped in one program) in its own folder under
+`<results>/runs/`, so an interrupted bench resumes every unfinished run from its checkpoint.
+Finished (agent, task, seed, config, protocol) keys in the store are skipped unless `force`.
+Executors: `local` (in this process, or `workers` processes) and `ray` (one Ray task per run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import tyro
+from tqdm.auto import tqdm
+
+from agents import AGENTS
+from benchmarks.configs import PROFILES, Profile, config_for
+from offrl import store
+from offrl.data import minari_io
+from offrl.data.registry import known_task_names, load_task, resolve_task
+from offrl.errors import ConfigError, DatasetError
+from offrl.train import Protocol, fit
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One `fit` call: an agent on a task for a group of seeds, under one protocol."""
+
+    agent: str
+    task: str
+    seeds: tuple[int, ...]
+    config: Any
+    protocol: Protocol
+
+    @property
+    def label(self) -> str:
+        return f"{self.agent} {self.task} seeds {','.join(map(str, self.seeds))}"
+
+    def run_dir(self, results: Path) -> Path:
+        """One folder per (agent, task, protocol, config, seeds): `fit` resumes only its own."""
+        config_part = store.config_hash(self.config)[:8]
+        protocol_part = store.protocol_hash(self.protocol)[:8]
+        seeds = "_".join(map(str, self.seeds))
+        return results / "runs" / self.agent / self.task / f"{protocol_part}-{config_part}-s{seeds}"
+
+
+def profile_tasks(profile: Profile) -> list[str]:
+    """The profile's tasks, or (`tasks=None`) every known task whose data is on disk."""
+    if profile.tasks is not None:
+        return list(profile.tasks)
+    on_disk = []
+    for name in known_task_names():
+        try:
+            load_task(name)
+        except (DatasetError, ConfigError):
+            continue
+        on_disk.append(name)
+    return on_disk
+
+
+def plan(
+    profile: Profile, tasks: Sequence[str], results: Path, force: bool = False
+) -> list[RunSpec]:
+    """Every (agent, task) of the profile with the seeds the store does not hold yet."""
+    done = store.finished_keys(results / "runs.jsonl")
+    protocol = Protocol(profile.steps, profile.eval_every, profile.eval_episodes)
+    protocol_key = store.protocol_hash(protocol)
+    specs = []
+    for task in tasks:
+        for agent in profile.agents:
+            config = config_for(agent, task)
+            config_key = store.config_hash(config)
+            seeds = tuple(
+                seed
+                for seed in profile.seeds
+                if force or store.RunKey(agent, task, seed, config_key, protocol_key) not in done
+            )
+            if seeds:
+                specs.append(RunSpec(agent, task, seeds, config, protocol))
+    return specs
+
+
+def execute(
+    spec: RunSpec, results: Path, progress: bool = True, fresh: bool = False
+) -> list[store.RunRecord]:
+    """Train one run and return its per-seed records; its folder is resumed unless `fresh`."""
+    loaded = load_task(spec.task)
+    run_dir = spec.run_dir(results)
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    began = time.perf_counter()
+    fit(
+        AGENTS[spec.agent],
+        loaded.transitions,
+        spec.config,
+        seeds=spec.seeds,
+        steps=spec.protocol.steps,
+        eval_every=spec.protocol.eval_every,
+        eval_episodes=spec.protocol.eval_episodes,
+        task=loaded.task,
+        out_dir=run_dir,
+        progress=progress,
+    )
+    return store.records_from_run_dir(run_dir, wall_s=time.perf_counter() - began)
+
+
+def execute_and_store(spec: RunSpec, results: Path, progress: bool, fresh: bool) -> str:
+    """A local worker's job: train, then append to the shared store (flock-safe)."""
+    store.append(results / "runs.jsonl", execute(spec, results, progress, fresh))
+    return spec.label
+
+
+def run_local(
+    specs: Sequence[RunSpec], results: Path, workers: int, fresh: bool, on_done: Callable
+) -> None:
+    if workers <= 1:
+        for spec in specs:
+            on_done(execute_and_store(spec, results, True, fresh))
+        return
+    # spawn: JAX and its thread pools must not be forked.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(execute_and_store, spec, results, False, fresh) for spec in specs]
+        for future in as_completed(futures):
+            on_done(future.result())
+
+
+def run_ray(
+    specs: Sequence[RunSpec], results: Path, address: str | None, fresh: bool, on_done: Callable
+) -> None:
+    """One Ray task per run; records come back to this process, which appends them."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError("--executor ray needs Ray: pip install 'offrl[ray]'") from err
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(execute)
+    pending = {remote.remote(spec, results, False, fresh): spec for spec in specs}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        spec = pending.pop(ready[0])
+        store.append(results / "runs.jsonl", ray.get(ready[0]))
+        on_done(spec.label)
+
+
+def ensure_datasets(tasks: Sequence[str]) -> None:
+    """Make every missing generated dataset now; other missing data is an error naming it."""
+    for task in tasks:
+        resolve_task(task)
+        if task.startswith("offrl/") and task not in minari_io.local_dataset_ids():
+            from offrl.data import generate
+
+            recipe = generate.find_recipe(task)
+            with tqdm(total=recipe.transitions, desc=f"make {task}", unit="tr") as bar:
+                generate.make_dataset(task, advance=bar.update)
+        else:
+            load_task(task)
+
+
+def bench(
+    profile: Profile | str,
+    results: Path = Path("results"),
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    force: bool = False,
+) -> list[RunSpec]:
+    """Run a profile (or its name) end to end: datasets, runs not stored yet, the store.
+
+    Returns the runs it planned.
+    """
+    if isinstance(profile, str):
+        if profile not in PROFILES:
+            raise ConfigError(
+                f"Unknown bench profile '{profile}'. Profiles: {', '.join(PROFILES)}."
+            )
+        profile = PROFILES[profile]
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, got '{executor}'")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    tasks = profile_tasks(profile)
+    if profile.tasks is not None:
+        ensure_datasets(tasks)
+    specs = plan(profile, tasks, results, force)
+    bar = tqdm(total=len(specs), desc=f"bench {profile.name}", unit="run", position=0)
+
+    def on_done(label: str) -> None:
+        bar.update(1)
+        bar.set_postfix_str(label, refresh=True)
+
+    try:
+        if executor == "ray":
+            run_ray(specs, results, address, force, on_done)
+        else:
+            run_local(specs, results, workers, force, on_done)
+    finally:
+        bar.close()
+    return specs
+
+
+@dataclasses.dataclass
+class BenchArgs:
+    """Run a bench profile: make the datasets it needs, train what the store lacks, store it."""
+
+    profile: str = "default"
+    """default (about an hour on 2 cores, reduced steps) | full (papers' protocol) | smoke."""
+    results: Path = Path("results")
+    """Folder of the store (runs.jsonl) and of the run folders (runs/)."""
+    workers: int = 1
+    """Local worker processes (executor local)."""
+    executor: str = "local"
+    """local | ray (one Ray task per run; needs offrl[ray])."""
+    address: str | None = None
+    """Ray cluster address (e.g. auto); default: start a local Ray instance."""
+    force: bool = False
+    """Train runs the store already holds again, from scratch."""
+
+
+def main(argv: list[str]) -> int:
+    """`offrl bench`; errors are OffrlErrors, reported by the CLI."""
+    args = tyro.cli(BenchArgs, args=argv, prog="offrl bench")
+    specs = bench(
+        args.profile,
+        args.results,
+        workers=args.workers,
+        executor=args.executor,
+        address=args.address,
+        force=args.force,
+    )
+    print(
+        f"{len(specs)} run(s) trained; results in {args.results / 'runs.jsonl'} "
+        f"(render them with `offrl leaderboard --store {args.results / 'runs.jsonl'}`)"
+    )
+    return 0

@@ -1,0 +1,94 @@
+"""`offrl bench`: plans, the skip-what-is-stored rule, forced re-runs and the Ray executor."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from benchmarks.configs import PROFILES, Profile, config_for, env_of
+from offrl import store
+from offrl.bench import bench, plan
+from offrl.errors import ConfigError
+from tests.conftest import HOPPER_DATASET_ID
+
+TASK = f"minari/{HOPPER_DATASET_ID}"
+TINY = Profile(
+    name="tiny",
+    agents=("td3bc",),
+    tasks=(TASK,),
+    seeds=(0, 1),
+    steps=60,
+    eval_every=30,
+    eval_episodes=1,
+    note="test",
+)
+
+
+@pytest.mark.parametrize(
+    ("task", "env"),
+    [
+        ("offrl/hopper/medium-v0", "hopper"),
+        ("d4rl/halfcheetah-medium-expert-v2", "halfcheetah"),
+        ("minari/D4RL/antmaze/umaze-v1", "antmaze"),
+        ("offrl/pointmaze/umaze-dense-v0", "pointmaze"),
+        ("minari/local/thing-v0", None),
+    ],
+)
+def test_task_environment_family(task, env):
+    assert env_of(task) == env
+
+
+def test_official_per_environment_values_are_applied():
+    assert config_for("prdc", "offrl/halfcheetah/medium-v0").alpha == 40.0
+    assert config_for("prdc", "d4rl/antmaze-umaze-v2").reward_scale == 10000.0
+    assert config_for("a2pr", "offrl/hopper/medium-v0").discount == 0.995
+    assert config_for("td3bc", "offrl/halfcheetah/medium-v0").alpha == 2.5
+
+
+def test_profiles_state_their_protocol():
+    assert PROFILES["full"].steps == 1_000_000 and len(PROFILES["full"].seeds) == 5
+    assert "REDUCED" in PROFILES["default"].note
+    assert set(PROFILES["default"].agents) == {"td3bc", "prdc", "a2pr", "ggdtd"}
+
+
+def test_bad_bench_arguments_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown bench profile"):
+        bench("huge", tmp_path)
+    with pytest.raises(ConfigError, match="--executor"):
+        bench("smoke", tmp_path, executor="slurm")
+
+
+@pytest.fixture(scope="module")
+def finished(hopper_dataset, tmp_path_factory):
+    results = tmp_path_factory.mktemp("bench")
+    specs = bench(TINY, results)
+    return results, specs
+
+
+def test_a_profile_runs_every_seed_once_and_stores_it(finished):
+    results, specs = finished
+    assert [(s.agent, s.task, s.seeds) for s in specs] == [("td3bc", TASK, (0, 1))]
+    records = store.read_store(results / "runs.jsonl")
+    assert sorted(r.seed for r in records) == [0, 1]
+    assert all(r.curve_steps == [30, 60] and r.protocol["steps"] == 60 for r in records)
+
+
+def test_stored_runs_are_skipped_and_new_seeds_planned(finished):
+    results, _ = finished
+    assert plan(TINY, [TASK], results) == []
+    more = dataclasses.replace(TINY, seeds=(0, 1, 2))
+    assert [s.seeds for s in plan(more, [TASK], results)] == [(2,)]
+    assert [s.seeds for s in plan(TINY, [TASK], results, force=True)] == [(0, 1)]
+
+
+@pytest.mark.slow  # starting Ray and a JAX worker takes minutes on 2 cores
+def test_ray_executor_appends_to_the_same_store(hopper_dataset, tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        specs = bench(dataclasses.replace(TINY, seeds=(3,)), tmp_path, executor="ray")
+    finally:
+        ray.shutdown()
+    assert [s.seeds for s in specs] == [(3,)]
+    (record,) = store.read_store(tmp_path / "runs.jsonl")
+    assert (record.seed, record.agent, record.curve_steps) == (3, "td3bc", [30, 60])
