@@ -22,8 +22,8 @@ from offrl.errors import ConfigError, OffrlError
 VERBS = {
     "train": "train an agent on a task (resumes when --out holds a checkpoint)",
     "eval": "evaluate the latest checkpoint of a run folder",
-    "data": "datasets: list | info TASK | collect",
-    "behavior": "behaviour policies: train (online SAC, resumable)",
+    "data": "datasets: list | info TASK | make TASK | collect",
+    "behavior": "behaviour policies: train (online SAC, resumable) | ship | plot",
     "bench": "run a bench profile (default | full | smoke) into the results store",
     "leaderboard": "LEADERBOARD.md, leaderboard.html and plots from the results store",
 }
@@ -149,11 +149,15 @@ def evaluate_run(
 
 
 def data(argv: list[str]) -> int:
-    from offrl.data import commands
+    from offrl.data import commands, generate
 
-    def list_() -> None:
-        """Every known task: source, on disk or not, size, reference scores."""
-        print(commands.list_tasks())
+    def list_(verify: bool = False) -> None:
+        """Every known task: source, on disk or not, size, reference scores, checksum status.
+
+        Args:
+            verify: Re-read every cached dataset that recorded a checksum and verify it (slow).
+        """
+        print(commands.list_tasks(verify))
 
     def info(task: tyro.conf.Positional[str]) -> None:
         """Everything about one task's dataset.
@@ -183,8 +187,35 @@ def data(argv: list[str]) -> int:
         """
         print(commands.collect_command(env, policy, steps, out, seed, overwrite))
 
+    def make(
+        task: tyro.conf.Positional[Annotated[str | None, tyro.conf.arg(metavar="TASK")]] = None,
+        all: bool = False,
+        seed: int = 0,
+        steps: Annotated[int | None, tyro.conf.arg(metavar="N")] = None,
+        overwrite: bool = False,
+        workers: int = generate.WORKERS,
+        progress: bool = True,
+    ) -> None:
+        """Make an embedded dataset (offrl/<env>/<level>-v0) from the shipped behaviour policies
+        and write it to the local Minari cache; no network needed.
+
+        Args:
+            task: Embedded task, e.g. offrl/hopper/medium-v0 (`offrl data list` shows them all).
+            all: Make every embedded dataset not yet on disk, one progress bar each.
+            seed: Seed of the envs and of the policies' action samples (same seed, same data).
+            steps: Transitions to make instead of the standard size (1M; medium-expert 2M).
+            overwrite: Replace a dataset already on disk.
+            workers: Processes stepping the environments (the data does not depend on it).
+            progress: Show progress bars.
+        """
+        lines = commands.make_command(task, all, seed, steps, overwrite, workers, progress)
+        for line in lines:
+            print(line, flush=True)
+
     tyro.extras.subcommand_cli_from_dict(
-        {"list": list_, "info": info, "collect": collect}, prog="offrl data", args=argv
+        {"list": list_, "info": info, "make": make, "collect": collect},
+        prog="offrl data",
+        args=argv,
     )
     return 0
 
@@ -210,12 +241,56 @@ class BehaviorTrainArgs:
 
 
 def behavior(argv: list[str]) -> int:
+    from offrl.behavior import ship as shipping
     from offrl.behavior.train import train_behavior
 
+    def ship(
+        run: Path,
+        env: str | None = None,
+        out: Path | None = None,
+        episodes: int = shipping.EVAL_EPISODES,
+        replay_snapshots: int = 20,
+        allow_below_threshold: bool = False,
+        progress: bool = True,
+    ) -> None:
+        """Pick the expert, medium and replay snapshots of a SAC run, measure them over 100
+        episodes and write them with the manifest and the learning curve.
+
+        Args:
+            run: Run folder of `offrl behavior train`.
+            env: Environment id the run trained (checked against the run), e.g. Hopper-v5.
+            out: Policies folder (default: $OFFRL_POLICIES_DIR, else offrl/behavior/policies).
+            episodes: Episodes each return is measured over.
+            replay_snapshots: At most this many snapshots before the medium one are kept.
+            allow_below_threshold: Ship an expert below the bar (tests and development only;
+                the manifest marks it).
+            progress: Show the progress bar.
+        """
+        result = shipping.ship(
+            run,
+            env,
+            out,
+            episodes=episodes,
+            replay_snapshots=replay_snapshots,
+            allow_below_threshold=allow_below_threshold,
+            progress=progress,
+        )
+        print(result.report())
+
+    def plot(run: Path, out: Path | None = None) -> None:
+        """Plot a SAC run's learning curve (evaluation return against env steps) as a PNG.
+
+        Args:
+            run: Run folder of `offrl behavior train` (may still be training).
+            out: PNG file to write (default: RUN/curve.png).
+        """
+        print(f"Wrote {shipping.plot_curve(run, out or run / 'curve.png')}")
+
     args = tyro.extras.subcommand_cli_from_dict(
-        {"train": BehaviorTrainArgs}, prog="offrl behavior", args=argv
+        {"train": BehaviorTrainArgs, "ship": ship, "plot": plot}, prog="offrl behavior", args=argv
     )
-    train_behavior(args.env, args.out, args.config, args.protocol, args.seed, args.progress)
+    if isinstance(args, BehaviorTrainArgs):
+        train_behavior(args.env, args.out, args.config, args.protocol, args.seed, args.progress)
     return 0
 
 

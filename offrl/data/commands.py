@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
+from tqdm.auto import tqdm
 
-from offrl.data import d4rl, minari_io
+from offrl.data import d4rl, generate, minari_io
 from offrl.data.collect import collect
-from offrl.data.registry import D4RL_EVAL_ENVS, load_task
+from offrl.data.registry import D4RL_EVAL_ENVS, SOURCES, load_task, minari_id
 from offrl.data.transitions import Transitions
-from offrl.errors import DatasetError
+from offrl.errors import ConfigError, DatasetError, OffrlError
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -41,33 +44,135 @@ def _ref(value: float | None) -> str:
     return "-" if value is None else f"{value:.10g}"
 
 
-def list_tasks() -> str:
-    """Every known task: source, eval env, size on disk, reference scores, location."""
+def _cached_row(task_name: str, dataset_id: str, source: str, verify: bool) -> tuple[str, ...]:
+    """One row for a dataset kept in the Minari cache (a minari/ or an offrl/ task)."""
+    path = minari_io.minari_dataset_path(dataset_id)
+    if not (path / "data" / "metadata.json").is_file():
+        return (task_name, source, "-", "-", "-", "-", "-", "not on disk")
+    try:
+        info = minari_io.read_minari_info(dataset_id)
+    except DatasetError:
+        return (task_name, source, "-", "unreadable", "-", "-", "-", str(path))
+    if verify and minari_io.CHECKSUM_KEY in info.metadata:
+        with contextlib.suppress(OffrlError):  # a mismatch is recorded before it is raised
+            load_task(task_name)
+    eval_env = info.eval_env_spec.id if info.eval_env_spec else "(none stored)"
+    size = f"{info.total_steps:,} steps, {_megabytes(info.path)}"
+    refs = (_ref(info.ref_min_score), _ref(info.ref_max_score))
+    return (task_name, source, eval_env, size, *refs, minari_io.check_status(info), str(path))
+
+
+def list_tasks(verify: bool = False) -> str:
+    """Every known task: source, eval env, size, reference scores, checksum, where it is.
+
+    `verify` re-reads every cached dataset that recorded a checksum (slow); otherwise the
+    checksum column shows the last verification of unchanged files.
+    """
     rows = []
     for name, (ref_min, ref_max) in sorted(d4rl.D4RL_REF_SCORES.items()):
         env = d4rl.LOCOMOTION_NAMES.get(name)
         eval_env = D4RL_EVAL_ENVS[env][0] if env else "(later issue)"
         path = d4rl.find_d4rl_file(name)
         size = f"{_d4rl_rows(path)}, {_megabytes(path)}" if path else "-"
-        where = str(path) if path else "not on disk"
-        rows.append((f"d4rl/{name}", "d4rl", eval_env, size, _ref(ref_min), _ref(ref_max), where))
-    for dataset_id in minari_io.local_dataset_ids():
-        try:
-            info = minari_io.read_minari_info(dataset_id)
-        except DatasetError:
-            rows.append((f"minari/{dataset_id}", "minari", "-", "unreadable", "-", "-", "-"))
-            continue
-        eval_env = info.eval_env_spec.id if info.eval_env_spec else "(none stored)"
-        size = f"{info.total_steps:,} steps, {_megabytes(info.path)}"
-        refs = (_ref(info.ref_min_score), _ref(info.ref_max_score))
-        rows.append((f"minari/{dataset_id}", "minari", eval_env, size, *refs, str(info.path)))
-    header = ("TASK", "SOURCE", "EVAL ENV", "SIZE", "REF MIN", "REF MAX", "ON DISK")
+        status, where = ("none", str(path)) if path else ("-", "not on disk")
+        refs = (_ref(ref_min), _ref(ref_max))
+        rows.append((f"d4rl/{name}", "d4rl file", eval_env, size, *refs, status, where))
+    for dataset_id, recipe in generate.recipes().items():
+        row = _cached_row(dataset_id, dataset_id, "generated", verify)
+        if row[-1] == "not on disk":  # not made yet: its evaluation env is known already
+            row = (*row[:2], recipe.env_spec.id, *row[3:])
+        rows.append(row)
+    for dataset_id in SOURCES["minari"].names():
+        rows.append(_cached_row(f"minari/{dataset_id}", dataset_id, "minari", verify))
+    header = ("TASK", "SOURCE", "EVAL ENV", "SIZE", "REF MIN", "REF MAX", "CHECKSUM", "ON DISK")
     searched = ", ".join(str(p) for p in d4rl.d4rl_search_dirs())
     footer = (
         f"\nD4RL files are looked for in: {searched}. "
-        f"Minari datasets in: {minari_io.minari_root()}."
+        f"Minari datasets (offrl/ ones included) in: {minari_io.minari_root()}.\n"
+        "Make an embedded (generated) dataset with `offrl data make TASK`, all of them with "
+        "`offrl data make --all`.\n"
+        "CHECKSUM: ok / mismatch = last verification of the unchanged files, unchecked = not "
+        "verified since written (`offrl data list --verify`), none = no checksum recorded."
     )
     return _table(header, rows) + footer
+
+
+def make_datasets(
+    names: list[str],
+    seed: int = 0,
+    steps: int | None = None,
+    overwrite: bool = False,
+    workers: int = generate.WORKERS,
+    keep_going: bool = False,
+    progress: bool = True,
+) -> Iterator[str]:
+    """Make each embedded dataset with its own progress bar; yields one summary line each.
+
+    With `keep_going` (`--all`), datasets already on disk are left alone and a failure (such as
+    policies not shipped yet) does not stop the others: they are raised together at the end.
+    """
+    failed = []
+    for name in names:
+        if keep_going and not overwrite and minari_io.minari_dataset_path(name).exists():
+            yield f"{name}: on disk, left as it is (--overwrite makes it again)"
+            continue
+        total = steps or generate.find_recipe(name).transitions
+        with tqdm(
+            total=total,
+            desc=name,
+            unit="step",
+            unit_scale=True,
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
+
+            def advance(count: int, bar=bar) -> None:
+                bar.update(count)
+                if bar.n >= bar.total:
+                    bar.set_postfix_str("checksum and write")
+
+            try:
+                made = generate.make_dataset(name, seed, steps, overwrite, advance, workers)
+            except OffrlError as error:
+                if not keep_going:
+                    raise
+                failed.append(f"{name}: {error}")
+                continue
+        returns = made.episode_returns
+        yield (
+            f"Made {made.dataset_id} (seed {seed}) in {made.seconds:.0f} s: "
+            f"{made.transitions:,} transitions, {made.episodes:,} episodes, return mean "
+            f"{returns.mean():.1f}; checksum {made.checksum[:16]}...; at {made.path}"
+        )
+    if failed:
+        raise DatasetError("Some datasets were not made:\n" + "\n".join(failed))
+
+
+def make_command(
+    task: str | None,
+    all_: bool = False,
+    seed: int = 0,
+    steps: int | None = None,
+    overwrite: bool = False,
+    workers: int = generate.WORKERS,
+    progress: bool = True,
+) -> Iterator[str]:
+    """`offrl data make TASK | --all`: checks the arguments, then makes the datasets."""
+    if all_ == (task is not None):
+        raise ConfigError(
+            "Name one embedded task (e.g. `offrl data make offrl/hopper/medium-v0`) or pass "
+            "--all, not both."
+        )
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be a positive number of transitions, got {steps}.")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}.")
+    if task is None:
+        names = list(generate.recipes())
+        return make_datasets(names, seed, steps, overwrite, workers, True, progress)
+    name = generate.find_recipe(task).dataset_id
+    minari_io.check_writable(name, overwrite)  # before any bar or rollout
+    return make_datasets([name], seed, steps, overwrite, workers, False, progress)
 
 
 def episode_returns(transitions: Transitions) -> np.ndarray:
@@ -114,13 +219,16 @@ def info(task_name: str) -> str:
         lines.append(("reference scores", refs))
         formula = "100 (R - min) / (max - min)"
         lines.append(("normalized return", f"mean {normalized.mean():.1f} ({formula})"))
-    if task.source == "minari":
-        metadata = minari_io.read_minari_info(task.dataset).metadata
+    recorded = ""
+    if task.source in ("minari", "offrl"):
+        metadata = minari_io.read_minari_info(minari_id(task)).metadata
         lines.append(("collected by", str(metadata.get("algorithm_name", "not recorded"))))
         lines.append(("description", str(metadata.get("description", "not recorded"))))
+        if minari_io.CHECKSUM_KEY in metadata:  # load_task has verified it
+            recorded = " (matches the checksum recorded when it was written)"
     kwargs = f", kwargs {spec.kwargs}" if spec.kwargs else ""
     lines.append(("eval env", f"{spec.id}{kwargs}, {spec.max_episode_steps} steps per episode"))
-    lines.append(("checksum", f"sha256 {loaded.checksum}"))
+    lines.append(("checksum", f"sha256 {loaded.checksum}{recorded}"))
     width = max(len(key) for key, _ in lines)
     return "\n".join(f"{key.ljust(width)}  {value}" for key, value in lines)
 

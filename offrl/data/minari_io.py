@@ -31,8 +31,10 @@ from offrl.envs import flatten_goal_observation, is_goal_space
 from offrl.errors import DatasetError
 
 __all__ = [
+    "CHECKSUM_KEY",
     "MinariArrays",
     "MinariInfo",
+    "check_status",
     "check_writable",
     "flatten_episodes",
     "flatten_goal_observation",
@@ -41,9 +43,15 @@ __all__ = [
     "minari_dataset_path",
     "minari_root",
     "read_minari_info",
+    "record_check",
     "validate_dataset_id",
     "write_minari_dataset",
 ]
+
+CHECKSUM_KEY = "offrl_checksum"
+"""Metadata key: `transitions.checksum` of what the loader returns, recorded when offrl wrote it."""
+_CHECK_STAMP = ".offrl-check.json"
+"""Beside `data/`: the last verification's result and the file sizes and times it applies to."""
 
 _COLLECT_HINT = "offrl data collect --env Hopper-v5 --policy random --steps 100000 --out {id}"
 
@@ -255,6 +263,7 @@ def write_minari_dataset(
     author: str = "offrl",
     description: str | None = None,
     ref_scores: tuple[float, float] | None = None,
+    extra_metadata: dict[str, str | int | float] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write episodes as a Minari (hdf5) dataset, atomically; returns the dataset folder.
@@ -262,7 +271,8 @@ def write_minari_dataset(
     The dataset is built in `<cache root>/.staging-<uuid>` (hidden from minari's listing, on the
     same filesystem) and renamed into place only once complete, so a failure leaves nothing
     behind. `env` gives the spaces and the collection spec; `eval_env_spec` defaults to it.
-    Refuses an existing id unless `overwrite`.
+    `extra_metadata` adds flat keys (such as CHECKSUM_KEY). Refuses an existing id unless
+    `overwrite`.
     """
     target = check_writable(dataset_id, overwrite)
     env_spec = env.spec
@@ -280,6 +290,7 @@ def write_minari_dataset(
         metadata["eval_env_spec"] = (eval_env_spec or env_spec).to_json()
     if ref_scores is not None:
         metadata["ref_min_score"], metadata["ref_max_score"] = map(float, ref_scores)
+    metadata |= extra_metadata or {}
     try:
         staging.mkdir()
         storage = MinariStorage.new(
@@ -299,3 +310,35 @@ def write_minari_dataset(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _fingerprint(path: Path) -> list[list]:
+    """Name, size and modification time of every file under `data/`: changes when they do."""
+    files = sorted(p for p in (path / "data").rglob("*") if p.is_file())
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def record_check(dataset_id: str, expected: str, ok: bool) -> None:
+    """Remember a checksum verification, so `offrl data list` can show it without re-reading."""
+    path = minari_dataset_path(dataset_id)
+    stamp = {"expected": expected, "ok": ok, "files": _fingerprint(path)}
+    tmp = path / f"{_CHECK_STAMP}.{uuid.uuid4().hex}.tmp"
+    with contextlib.suppress(OSError):  # a read-only cache just keeps showing "unchecked"
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, path / _CHECK_STAMP)
+    tmp.unlink(missing_ok=True)
+
+
+def check_status(info: MinariInfo) -> str:
+    """'ok' / 'mismatch' from the last verification of unchanged files, 'unchecked' if there is
+    none (or the files changed since), 'none' when no checksum was recorded at writing."""
+    expected = info.metadata.get(CHECKSUM_KEY)
+    if expected is None:
+        return "none"
+    try:
+        stamp = json.loads((info.path / _CHECK_STAMP).read_text())
+    except (OSError, ValueError):
+        return "unchecked"
+    if stamp.get("expected") != expected or stamp.get("files") != _fingerprint(info.path):
+        return "unchecked"
+    return "ok" if stamp.get("ok") else "mismatch"

@@ -1,7 +1,9 @@
 """Task names -> (dataset source, evaluation env, reference scores), and validated loading.
 
-A task name is `<source>/<dataset>`: `d4rl/hopper-medium-v2`, `minari/mujoco/hopper/medium-v0`.
-Each source is one `Source` entry (resolve, load, list), so a new prefix is one more entry.
+A task name is `<source>/<dataset>`: `d4rl/hopper-medium-v2`, `minari/mujoco/hopper/medium-v0`,
+`offrl/hopper/medium-v0` (an embedded dataset this project makes, stored in the Minari cache
+under the same id). Each source is one `Source` entry (resolve, load, list, verify), so a new
+prefix is one more entry.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Task:
     """A resolved task name: where its data comes from, how to evaluate and normalise."""
 
     name: str  # as typed: "d4rl/hopper-medium-v2", "minari/mujoco/hopper/medium-v0"
-    source: str  # "d4rl" | "minari"
+    source: str  # "d4rl" | "minari" | "offrl"
     env_spec: EnvSpec  # evaluation env, kwargs included
     ref_min_score: float | None
     ref_max_score: float | None
@@ -71,6 +73,7 @@ class Source:
     resolve: Callable[[str, str], Task]  # (task name, dataset name) -> Task
     load: Callable[[Task], tuple[dict[str, np.ndarray], Path]]  # validated arrays and the path
     names: Callable[[], list[str]]  # dataset names (without prefix) known right now
+    verify: Callable[[Task, str], None] = lambda task, digest: None  # checksum -> DatasetError
 
 
 def _env_spec(env_id: str, kwargs: Mapping) -> EnvSpec:
@@ -190,9 +193,29 @@ def _episode_step(lengths: np.ndarray, ids: np.ndarray) -> Callable[[int], str]:
     return describe
 
 
+def _generate():
+    """offrl.data.generate on first use: it imports the behaviour package, which imports
+    offrl.data (whose __init__ imports this module)."""
+    from offrl.data import generate
+
+    return generate
+
+
+def minari_id(task: Task) -> str:
+    """The Minari id a minari/ or offrl/ task is stored under."""
+    return task.name if task.source == "offrl" else task.dataset
+
+
+def remake_hint(dataset_id: str) -> str:
+    """How to replace a cached Minari dataset: `offrl data make` for the embedded ones."""
+    if dataset_id in _generate().recipes():
+        return f"`offrl data make {dataset_id} --overwrite`"
+    return "delete the folder and download or generate it again"
+
+
 def _load_minari(task: Task) -> tuple[dict[str, np.ndarray], Path]:
-    data = minari_io.load_minari_arrays(task.dataset)
-    path = minari_io.minari_dataset_path(task.dataset)
+    data = minari_io.load_minari_arrays(minari_id(task))
+    path = minari_io.minari_dataset_path(minari_id(task))
     checked = ("observations", "actions", "rewards", "next_observations")
     describe = _episode_step(data.episode_lengths, data.episode_ids)
     check_finite({k: data.arrays[k] for k in checked}, f"Minari dataset {path}", describe)
@@ -200,9 +223,63 @@ def _load_minari(task: Task) -> tuple[dict[str, np.ndarray], Path]:
     return data.arrays, path
 
 
+def _verify_minari(task: Task, digest: str) -> None:
+    """Compare with the checksum recorded at writing (if any); remember the result."""
+    info = minari_io.read_minari_info(minari_id(task))
+    expected = info.metadata.get(minari_io.CHECKSUM_KEY)
+    if expected is None:
+        return
+    minari_io.record_check(info.dataset_id, expected, ok=digest == expected)
+    if digest != expected:
+        raise DatasetError(
+            f"Minari dataset {info.path / 'data'} does not hold the data it was written with: "
+            f"its transitions have checksum {digest}, its metadata records {expected}. The file "
+            f"was modified or is corrupt; replace it with {remake_hint(info.dataset_id)}."
+        )
+
+
+def _minari_names() -> list[str]:
+    """Cached Minari datasets, except embedded ones (listed as offrl/...)."""
+    embedded = _generate().recipes()
+    return [name for name in minari_io.local_dataset_ids() if name not in embedded]
+
+
+# --- offrl/<env>/<level>-v0 ------------------------------------------------------------------
+
+
+def _resolve_generated(name: str, dataset: str) -> Task:
+    try:
+        recipe = _generate().find_recipe(name)
+    except UnknownTaskError:
+        raise _unknown(name) from None
+    refs = (None, None)  # known once made: measuring them is part of making the dataset
+    if (minari_io.minari_dataset_path(name) / "data" / "metadata.json").is_file():
+        info = minari_io.read_minari_info(name)
+        refs = (info.ref_min_score, info.ref_max_score)
+    return Task(name, "offrl", recipe.env_spec, *refs)
+
+
+def _load_generated(task: Task) -> tuple[dict[str, np.ndarray], Path]:
+    path = minari_io.minari_dataset_path(task.name)
+    if not (path / "data" / "metadata.json").is_file():
+        raise DatasetError(
+            f"Embedded dataset {task.name} has not been made on this machine (looked for "
+            f"{path / 'data'}; Minari cache root from $MINARI_DATASETS_PATH, else "
+            f"~/.minari/datasets). Make it with `offrl data make {task.name}` (a few minutes, no "
+            "network), or `offrl data make --all` for the whole suite."
+        )
+    return _load_minari(task)
+
+
 SOURCES: dict[str, Source] = {
     "d4rl": Source(_resolve_d4rl, _load_d4rl, lambda: sorted(d4rl.D4RL_REF_SCORES)),
-    "minari": Source(_resolve_minari, _load_minari, minari_io.local_dataset_ids),
+    "minari": Source(_resolve_minari, _load_minari, _minari_names, _verify_minari),
+    "offrl": Source(
+        _resolve_generated,
+        _load_generated,
+        lambda: [name.partition("/")[2] for name in _generate().recipes()],
+        _verify_minari,
+    ),
 }
 
 
@@ -210,8 +287,8 @@ SOURCES: dict[str, Source] = {
 
 
 def known_task_names() -> list[str]:
-    """Every known task name: all D4RL names (antmaze/maze2d are listed but not yet evaluable)
-    and the datasets in the local Minari cache."""
+    """Every known task name: all D4RL names (antmaze/maze2d are listed but not yet evaluable),
+    the datasets in the local Minari cache and the embedded (offrl/) suite, made or not."""
     return [f"{prefix}/{name}" for prefix, source in SOURCES.items() for name in source.names()]
 
 
@@ -245,8 +322,12 @@ def resolve_task(name: str) -> Task:
 
 
 def load_task(name: str) -> LoadedTask:
-    """Resolve, read and validate (keys, lengths, NaN/inf, dimensions) a task's transitions."""
+    """Resolve, read and validate (keys, lengths, NaN/inf, dimensions, the checksum recorded at
+    writing) a task's transitions."""
     task = resolve_task(name)
-    arrays, path = SOURCES[task.source].load(task)
+    source = SOURCES[task.source]
+    arrays, path = source.load(task)
     transitions = from_numpy(arrays)
-    return LoadedTask(task, transitions, checksum(transitions), str(path))
+    digest = checksum(transitions)
+    source.verify(task, digest)
+    return LoadedTask(task, transitions, digest, str(path))

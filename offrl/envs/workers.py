@@ -1,0 +1,103 @@
+"""Many envs of one spec stepped in lock-step, optionally by several worker processes.
+
+The dataset generators spend their time in MuJoCo's physics, so `BlockVectorEnv` splits the envs
+into contiguous blocks, each a gymnasium SyncVectorEnv in its own process, while the caller makes
+one batched policy call per step for all of them. This module imports only gymnasium and numpy:
+a spawned worker starts in about a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import multiprocessing
+from multiprocessing.connection import Connection
+
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from offrl.envs import make_env
+
+
+def vector_env(env_spec: EnvSpec, num_envs: int) -> SyncVectorEnv:
+    """Envs reset in the same step they end, so every step returned is a real transition."""
+    return SyncVectorEnv(
+        [functools.partial(make_env, env_spec)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
+    )
+
+
+def vector_step(envs: SyncVectorEnv, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(observations, final observations, rewards, terminations, truncations): an env that just
+    ended returns its next episode's first observation, and its last one in `final`."""
+    observations, rewards, terminations, truncations, infos = envs.step(actions)
+    final = observations.copy()
+    if "_final_obs" in infos:
+        ended = infos["_final_obs"]
+        final[ended] = np.stack(infos["final_obs"][ended])
+    return observations, final, rewards, terminations, truncations
+
+
+def serve_envs(connection: Connection, env_spec: EnvSpec, num_envs: int) -> None:
+    """A worker process: resets or steps its block of envs on request until sent None."""
+    envs = vector_env(env_spec, num_envs)
+    try:
+        while (request := connection.recv()) is not None:
+            command, payload = request
+            if command == "reset":
+                connection.send(envs.reset(seed=payload)[0])
+            else:
+                connection.send(vector_step(envs, payload))
+    finally:
+        envs.close()
+        connection.close()
+
+
+class BlockVectorEnv:
+    """`num_envs` envs in lock-step, split into contiguous blocks stepped by `workers` processes
+    (all in this process when `workers` is 1). Each env's trajectory depends only on its seed
+    and actions, so the data is the same for any number of workers."""
+
+    def __init__(self, env_spec: EnvSpec, num_envs: int, workers: int):
+        self.blocks = [len(b) for b in np.array_split(np.arange(num_envs), workers) if len(b)]
+        self.local = vector_env(env_spec, num_envs) if len(self.blocks) == 1 else None
+        self.connections: list[Connection] = []
+        self.processes = []
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once JAX runs threads
+        for size in self.blocks if self.local is None else []:
+            mine, theirs = context.Pipe()
+            process = context.Process(target=serve_envs, args=(theirs, env_spec, size), daemon=True)
+            process.start()
+            theirs.close()
+            self.connections.append(mine)
+            self.processes.append(process)
+
+    def _ask(self, command: str, payloads: list) -> list:
+        for connection, payload in zip(self.connections, payloads, strict=True):
+            connection.send((command, payload))
+        return [connection.recv() for connection in self.connections]
+
+    def _split(self, values) -> list:
+        return np.split(np.asarray(values), np.cumsum(self.blocks)[:-1])
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        if self.local is not None:
+            return self.local.reset(seed=seeds)[0]
+        return np.concatenate(self._ask("reset", [s.tolist() for s in self._split(seeds)]))
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        if self.local is not None:
+            return vector_step(self.local, actions)
+        replies = self._ask("step", self._split(actions))
+        return tuple(np.concatenate(column) for column in zip(*replies, strict=True))
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+        for connection, process in zip(self.connections, self.processes, strict=True):
+            with contextlib.suppress(OSError):
+                connection.send(None)
+            connection.close()
+            process.join(timeout=10)
+            if process.is_alive():  # stuck in an env step: it holds nothing worth waiting for
+                process.terminate()
