@@ -49,7 +49,13 @@ def require(condition: bool, message: str) -> None:
 
 
 class Agent(Protocol):
-    """A module with a frozen `Config` dataclass and three pure, jittable functions."""
+    """A module with a frozen `Config` dataclass and three pure, jittable functions.
+
+    An agent that needs the whole dataset (PRDC's neighbour search) also defines
+    `prepare(data, config) -> prepared`, built once per run from the normalised data; the loop
+    passes it into the compiled scan, and that agent's update is
+    `update(state, batch, key, prepared, rows)`, `rows` being the batch's dataset rows.
+    """
 
     Config: type
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +95,24 @@ def test_ray_executor_appends_to_the_same_store(hopper_dataset, tmp_path):
     assert [s.seeds for s in specs] == [(3,)]
     (record,) = store.read_store(tmp_path / "runs.jsonl")
     assert (record.seed, record.agent, record.curve_steps) == (3, "td3bc", [30, 60])
+
+
+@pytest.mark.slow  # makes the 1M-transition PointMaze dataset and compiles all four agents
+def test_smoke_profile_end_to_end_through_the_cli(tmp_path):
+    offrl = Path(sys.executable).with_name("offrl")
+    results = tmp_path / "results"
+    bench_run = subprocess.run(
+        [offrl, "bench", "--profile", "smoke", "--results", results],
+        capture_output=True,
+        text=True,
+    )
+    assert bench_run.returncode == 0, bench_run.stderr[-3000:]
+    records = store.read_store(results / "runs.jsonl")
+    assert sorted({r.agent for r in records}) == ["a2pr", "ggdtd", "prdc", "td3bc"]
+    assert all(r.task == "offrl/pointmaze/umaze-v0" and len(r.curve_steps) == 2 for r in records)
+    board = subprocess.run(
+        [offrl, "leaderboard", "--store", results / "runs.jsonl"], capture_output=True, text=True
+    )
+    assert board.returncode == 0, board.stderr[-3000:]
+    page = (results / "LEADERBOARD.md").read_text()
+    assert all(agent in page for agent in ("td3bc", "prdc", "a2pr", "ggdtd"))

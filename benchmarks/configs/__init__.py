@@ -87,7 +87,7 @@ PROFILES = {
     "smoke": Profile(
         name="smoke",
         agents=ALL_AGENTS,
-        tasks=("offrl/hopper/random-v0",),
+        tasks=("offrl/pointmaze/umaze-v0",),
         seeds=(0, 1),
         steps=200,
         eval_every=100,
