@@ -19,10 +19,8 @@ import csv
 import hashlib
 import html
 import io
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +30,7 @@ import numpy as np
 
 from offrl import stats
 from offrl.errors import OffrlError
+from offrl.results import atomic_write
 from offrl.store import DEFAULT_STORE, FINAL_WINDOW, RunRecord, StoreError, read_store
 
 REFERENCE_AGENT = "td3bc"  # probability of improvement is reported over TD3+BC
@@ -648,19 +647,8 @@ def improvement_png(board: Board, domain: str, reps: int, seed: int) -> bytes | 
 # --- the page --------------------------------------------------------------------------------
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write beside the target, fsync, rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def board_blocks(
@@ -750,13 +738,13 @@ def build_leaderboard(
         blocks += board_blocks(board, reported, bootstrap_reps, seed, images)
     written = []
     for relative, data in sorted(images.items()):
-        _write(out_dir / relative, data)
+        _write_bytes(out_dir / relative, data)
         written.append(out_dir / relative)
     for name, text in (
         ("LEADERBOARD.md", render_markdown(blocks)),
         ("leaderboard.html", render_html(blocks, "offrl leaderboard")),
     ):
-        _write(out_dir / name, text.encode("utf-8"))
+        _write_bytes(out_dir / name, text.encode("utf-8"))
         written.append(out_dir / name)
     return written
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.agent import require
+from offrl.results import atomic_write
 
 SEARCHES = ("auto", "faiss-ivf-exact", "faiss-flat", "faiss-hnsw", "faiss-ivf", "jax")
 EXACT_SEARCHES = ("faiss-ivf-exact", "faiss-flat", "jax")
@@ -80,19 +80,6 @@ def cache_dir() -> Path:
 
 def array_digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()[:24]
-
-
-def _atomic_save(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a torn cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # --- exact search in JAX --------------------------------------------------------------------
@@ -154,7 +141,7 @@ def build_faiss_index(keys: np.ndarray, search: str, *, hnsw_m: int, ivf_lists: 
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, min(ivf_lists, keys.shape[0]))
         index.train(_training_sample(keys, 64 * index.nlist))
     index.add(keys)
-    _atomic_save(path, lambda tmp: faiss.write_index(index, tmp))
+    atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
     return index
 
 
@@ -273,7 +260,7 @@ def state_candidates(
         candidates, radius = _ivf_candidates(states, k)
     candidates = candidates.astype(np.int32)
     radius = radius.astype(np.float32)
-    _atomic_save(path, lambda tmp: _save_npz(tmp, candidates=candidates, radius=radius))
+    atomic_write(path, lambda tmp: _save_npz(tmp, candidates=candidates, radius=radius))
     return candidates, radius
 
 

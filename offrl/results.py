@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,24 @@ MANIFEST = "run.json"
 RECORDS = "records.jsonl"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write beside the target, fsync, then rename: readers never see half a file."""
+def atomic_write(path: Path, write_to: Callable[[str], None]) -> None:
+    """`write_to(tmp)` writes a temporary file beside `path`; it is fsynced, then renamed over
+    `path`: readers never see half a file, and a failed write leaves nothing behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
+        write_to(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
