@@ -104,8 +104,16 @@ def test_pruned_ivf_is_exact_across_many_cells(k):
     queries = queries + 0.3 * rng.standard_normal(queries.shape).astype(np.float32)
     flat = build_faiss_index(keys, "faiss-flat", hnsw_m=32, ivf_lists=64)
     ivf = build_faiss_index(keys, "faiss-ivf", hnsw_m=32, ivf_lists=64)
+    dist2 = ((queries[:, None, :] - keys[None]) ** 2).sum(-1)
+    exact = dist2.argsort(axis=1)[:, k - 1]
     _, found = PrunedIVF(ivf, flat).search(queries, k)
-    exact = ((queries[:, None, :] - keys[None]) ** 2).sum(-1).argsort(axis=1)[:, k - 1]
+    np.testing.assert_array_equal(found[:, k - 1], exact)
+    # Known upper bounds on the k-th distance: tight (the exact one), loose, or none (inf).
+    kth = np.take_along_axis(dist2, exact[:, None], axis=1)[:, 0]
+    upper = np.stack([kth, 4.0 * kth + 1.0, np.full_like(kth, np.inf)], 1)[
+        np.arange(300), rng.integers(0, 3, 300)
+    ]
+    _, found = PrunedIVF(ivf, flat).search(queries, k, upper.astype(np.float32))
     np.testing.assert_array_equal(found[:, k - 1], exact)
 
 
@@ -118,9 +126,8 @@ def test_approximate_searches_have_high_measured_recall(table, search):
     queries = constraint.keys[rows, :STATE_DIM]
     queries = jnp.concatenate([queries, jnp.asarray(policy_actions)], axis=1)
     exact = np.asarray(exact_kth_rows(constraint.keys, queries))
-    found = np.asarray(
-        constraint.search(constraint, queries, jnp.asarray(rows), jnp.ones(QUERIES, bool))
-    )
+    wanted, unbounded = jnp.ones(QUERIES, bool), jnp.full(QUERIES, jnp.inf)
+    found = np.asarray(constraint.search(constraint, queries, jnp.asarray(rows), wanted, unbounded))
     recall = (found == exact).mean()
     assert 0.9 <= recall <= 1.0, f"{search} recall@1 = {recall}"
 
