@@ -125,6 +125,7 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
 
 
+@jax.jit  # one compiled check instead of a dispatch per parameter array
 def healthy(state: Any, metrics: dict) -> jax.Array:
     """Finite parameters and no infinite loss (NaN metrics mean "not updated at this step")."""
     no_inf = jnp.all(jnp.stack([~jnp.isinf(m).any() for m in jax.tree.leaves(metrics)]))
@@ -295,15 +296,12 @@ def fit(
         raise ConfigError(f"--seeds must be distinct and at least one, got {seeds}")
     data_checksum = checksum(transitions)
     data, normalizer = prepare_data(transitions, config)
-    envs = None
     max_action = 1.0
     if task is not None:
-        from offrl.envs import make_vector_env
+        from offrl.envs import action_bound
 
-        envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)
-        max_action = float(np.max(envs.single_action_space.high))
+        max_action = action_bound(task.env_spec)
     spec = DatasetSpec(data.obs_dim, data.action_dim, max_action)
-    carry = _unbatch_shared(init_carry(agent, spec, config, seeds))
 
     name = agent_name(agent)
     manifest = {
@@ -327,8 +325,10 @@ def fit(
     writer_type = _tensorboard_writer_type(run_dir) if tensorboard else None
     checkpointer = None
     start = 0
+    # A run folder that cannot be resumed is refused before anything is compiled or opened.
+    stored = None if run_dir is None else _check_resume(run_dir, manifest)
+    carry = _unbatch_shared(init_carry(agent, spec, config, seeds))
     if run_dir is not None:
-        stored = _check_resume(run_dir, manifest)
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpointer = Checkpointer(run_dir)
         latest = checkpointer.latest_step()
@@ -348,6 +348,11 @@ def fit(
     base = {"agent": name, "task": manifest["task"], "protocol": protocol_record}
     policy = act_fn(agent, carry, normalizer)
     prepared = prepare_agent(agent, data, config)
+    envs = None
+    if task is not None:
+        from offrl.envs import make_vector_env
+
+        envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)
     chunks: dict[int, Any] = {}
     records: list[dict] = []
     bar = tqdm(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import h5py
+import jax
 import numpy as np
 import pytest
 
@@ -28,10 +29,16 @@ class DataDirs:
 def data_dirs(tmp_path_factory) -> DataDirs:
     """Point the Minari cache, the D4RL folder and offrl's cache at session temp dirs."""
     dirs = DataDirs(*(tmp_path_factory.mktemp(name) for name in ("minari", "d4rl", "cache")))
+    # Many tests (and the CLI processes they start) compile the same small programs: compile once.
+    compiled = str(dirs.cache / "jax-compilation")
+    jax.config.update("jax_compilation_cache_dir", compiled)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MINARI_DATASETS_PATH", str(dirs.minari))
         patch.setenv("D4RL_DATASET_DIR", str(dirs.d4rl))
         patch.setenv("OFFRL_CACHE_DIR", str(dirs.cache))
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", compiled)
+        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
         yield dirs
 
 

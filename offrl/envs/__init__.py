@@ -60,6 +60,15 @@ def make_env(env_spec: EnvSpec) -> gym.Env:
     return env
 
 
+def action_bound(env_spec: EnvSpec) -> float:
+    """The largest action magnitude the env accepts (its actions are in [-bound, bound])."""
+    env = make_env(env_spec)
+    try:
+        return float(np.max(env.action_space.high))
+    finally:
+        env.close()
+
+
 def make_vector_env(env_spec: EnvSpec, num_envs: int) -> SyncVectorEnv:
     """`num_envs` copies of `make_env(env_spec)` stepped in lock-step in this process."""
     return SyncVectorEnv([functools.partial(make_env, env_spec)] * num_envs)
