@@ -21,8 +21,10 @@ from agents.td3bc import State, act, init, update_critic
 from offrl.data.transitions import Transitions
 from offrl.neighbors import (
     DatasetConstraint,
+    Neighbourhood,
     build_constraint,
-    constrained_actions,
+    gather_neighbourhood,
+    neighbour_actions,
     validate_search,
 )
 from offrl.td3 import TD3Config, first_member, normalized_q_bc_loss, polyak, td3_update
@@ -74,11 +76,11 @@ def prepare(data: Transitions, config: Config) -> DatasetConstraint:
 
 
 def update_actor(
-    state: State, batch: Transitions, constraint: DatasetConstraint, rows: jax.Array
+    state: State, batch: Transitions, constraint: DatasetConstraint, hood: Neighbourhood
 ) -> tuple[State, dict]:
     """The dataset-constrained actor step, then polyak updates of target actor and target critic."""
     policy_actions = act(state, batch.observations)
-    targets, search_metrics = constrained_actions(constraint, rows, policy_actions)
+    targets, search_metrics = neighbour_actions(constraint, hood, policy_actions)
 
     def loss_fn(actor_params):
         actions = state.actor.apply_fn(actor_params, batch.observations)
@@ -106,7 +108,10 @@ def update(
     `rows` are the dataset rows of `batch`: the query's state part is read from the constraint.
     """
 
+    # Gathered here, outside the delayed actor step's lax.cond (see `Neighbourhood`).
+    hood = gather_neighbourhood(constraint, rows)
+
     def actor_step(state: State, batch: Transitions) -> tuple[State, dict]:
-        return update_actor(state, batch, constraint, rows)
+        return update_actor(state, batch, constraint, hood)
 
     return td3_update(update_critic, actor_step, state, batch, key)
