@@ -369,7 +369,8 @@ class Neighbourhood:
     """What the actor step needs from the dataset for its batch rows, gathered before the step.
 
     Gathering outside the delayed actor step matters: a `lax.cond` branch that holds a host
-    callback copies every large array it reads, each time it runs (4 ms a step at 1M rows).
+    callback copies every large array it reads, each time it runs (on CPU, a step reading a 1M x 23
+    array took 6.5 ms that way against 0.95 ms with the rows gathered before the cond).
     """
 
     rows: jax.Array
@@ -383,6 +384,7 @@ class Neighbourhood:
 
 
 def gather_neighbourhood(constraint: DatasetConstraint, rows: jax.Array) -> Neighbourhood:
+    """The small per-batch slices of the constraint that `neighbour_actions` reads."""
     return Neighbourhood(
         rows=rows,
         keys=constraint.keys[rows],
