@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import jax
 import minari
 import numpy as np
 import pytest
@@ -40,6 +41,35 @@ def test_round_trip_counts_and_semantics(hopper_dataset):
     assert t.dones.sum() == hopper_dataset.terminated
     last = episodes[-1]
     np.testing.assert_array_equal(t.next_observations[-1], last.observations[-1].astype(np.float32))
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", POINT_GOAL_ENV_ID])
+def test_episodes_read_back_exactly_as_minaris_own_writer_stores_them(minari_dir, env_id):
+    """offrl writes Minari's HDF5 layout itself (fast); minari must read it back identically."""
+    env = gym.make(env_id)  # PointGoal keeps its Dict observations: subgroups in the file
+    episodes = rollout(env, random_policy(env, 0), 150, seed=3)
+    assert len(episodes) > 2 and episodes[0].seed == 3 and episodes[1].seed is None
+    ours = minari_io.write_minari_dataset("test/ours-v0", episodes, env)
+    theirs = HDF5Storage.new(
+        minari_dir / "theirs",
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_spec=env.spec,
+    )
+    theirs.update_episodes(episodes)
+    ours = HDF5Storage.read(ours / "data")
+    assert (ours.total_steps, ours.total_episodes) == (150, len(episodes))
+    assert (theirs.total_steps, theirs.total_episodes) == (150, len(episodes))
+    indices = range(len(episodes))
+    assert list(ours.get_episode_metadata(indices)) == list(theirs.get_episode_metadata(indices))
+    for mine, reference in zip(
+        ours.get_episodes(indices), theirs.get_episodes(indices), strict=True
+    ):
+        assert jax.tree.structure(mine) == jax.tree.structure(reference)
+        for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(reference), strict=True):
+            a, b = np.asarray(a), np.asarray(b)
+            assert (a.dtype, a.shape) == (b.dtype, b.shape)
+            np.testing.assert_array_equal(a, b)
 
 
 def test_reference_scores_absent_means_raw_returns(hopper_dataset):
@@ -88,10 +118,10 @@ def test_bad_id_suggests_a_version():
 
 
 def test_failed_write_leaves_nothing(minari_dir, monkeypatch):
-    def fail(self, episodes):
+    def fail(path, episodes):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(HDF5Storage, "update_episodes", fail)
+    monkeypatch.setattr(minari_io, "_write_episodes", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         collect("Hopper-v5", "random", 50, "test/broken-v0")
     assert [p.name for p in minari_dir.iterdir()] == []
@@ -100,7 +130,7 @@ def test_failed_write_leaves_nothing(minari_dir, monkeypatch):
 def test_failed_overwrite_keeps_the_old_dataset(minari_dir, monkeypatch):
     collect("Hopper-v5", "random", 60, "test/keep-v0", seed=0)
     before = load_task("minari/test/keep-v0").checksum
-    monkeypatch.setattr(HDF5Storage, "update_episodes", lambda self, episodes: 1 / 0)
+    monkeypatch.setattr(minari_io, "_write_episodes", lambda path, episodes: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         collect("Hopper-v5", "random", 60, "test/keep-v0", seed=1, overwrite=True)
     assert load_task("minari/test/keep-v0").checksum == before
