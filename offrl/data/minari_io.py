@@ -351,7 +351,7 @@ def _write_episodes(path: Path, episodes: Sequence[EpisodeBuffer]) -> int:
     return steps
 
 
-def _write_fields(group, fields: dict, order) -> None:
+def _write_fields(group: h5py.h5g.GroupID, fields: dict, order: h5py.h5p.PropGCID) -> None:
     for name, value in fields.items():
         if value is None:
             continue
@@ -368,7 +368,7 @@ def _write_fields(group, fields: dict, order) -> None:
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, array)
 
 
-def _write_scalar_attribute(group, name: str, value: int) -> None:
+def _write_scalar_attribute(group: h5py.h5g.GroupID, name: str, value: int) -> None:
     array = np.asarray(value, dtype=np.int64)
     attribute = h5py.h5a.create(
         group, name.encode(), h5py.h5t.py_create(array.dtype), h5py.h5s.create(h5py.h5s.SCALAR)
