@@ -9,6 +9,7 @@ Executors: `local` (in this process, or `workers` processes) and `ray` (one Ray 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -150,7 +151,8 @@ def run_ray(
 
 
 def ensure_datasets(tasks: Sequence[str]) -> None:
-    """Make every missing generated dataset now; other missing data is an error naming it."""
+    """Make every missing generated dataset now (env workers on every core, at most two: the
+    bytes do not depend on it); other missing data is an error naming it."""
     for task in tasks:
         resolve_task(task)
         if task.startswith("offrl/") and task not in minari_io.local_dataset_ids():
@@ -158,7 +160,7 @@ def ensure_datasets(tasks: Sequence[str]) -> None:
 
             recipe = generate.find_recipe(task)
             with tqdm(total=recipe.transitions, desc=f"make {task}", unit="tr") as bar:
-                generate.make_dataset(task, advance=bar.update)
+                generate.make_dataset(task, advance=bar.update, workers=min(2, os.cpu_count() or 1))
         else:
             load_task(task)
 
