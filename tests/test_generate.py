@@ -95,6 +95,32 @@ def test_medium_expert_is_medium_then_expert_of_the_same_seed(suite):
         generate.make_dataset(generate.dataset_id("hopper", level), 0, SIZE, overwrite=True)
 
 
+def test_medium_expert_reuses_cached_halves_with_the_same_bytes(suite, monkeypatch):
+    """medium-expert reads medium and expert back from the cache when they were made from the same
+    policy files, seed and size, and its bytes are those of rolling them out again."""
+    half = SIZE // 2
+    for level in ("medium", "expert"):
+        generate.make_dataset(generate.dataset_id("hopper", level), 0, half, overwrite=True)
+    played = []
+    rollout = generate.rollout
+    monkeypatch.setattr(
+        generate,
+        "rollout",
+        lambda *args, **kwargs: played.append(args[5]) or rollout(*args, **kwargs),
+    )
+    name = generate.dataset_id("hopper", "medium-expert")
+    reused = generate.make_dataset(name, 0, SIZE, overwrite=True)
+    assert played == [] and reused.checksum == suite["medium-expert"].checksum
+    # A cached medium of another seed is not reused: medium is played again, expert still read.
+    generate.make_dataset(generate.dataset_id("hopper", "medium"), 1, half, overwrite=True)
+    played.clear()
+    again = generate.make_dataset(name, 0, SIZE, overwrite=True)
+    assert played == [generate.STREAMS["medium"]] and again.checksum == reused.checksum
+    monkeypatch.undo()
+    for level in ("medium", "expert"):  # leave the suite as it was for the other tests
+        generate.make_dataset(generate.dataset_id("hopper", level), 0, SIZE, overwrite=True)
+
+
 def constant_actor_params(actor: TanhGaussianActor, obs_dim: int, value: float) -> dict:
     """Parameters whose policy plays tanh(value) in every dimension, with almost no noise."""
     params = jax.tree.map(

@@ -11,7 +11,8 @@ name) so other libraries can read it too:
   snapshot before the medium one with SAC's sampled exploration actions), each given a share of
   the transitions proportional to the training steps it played; the policy switches mid-episode
   at phase boundaries, as it did in training;
-- `medium-expert`: the `medium` and `expert` datasets of the same seed, one after the other.
+- `medium-expert`: the `medium` and `expert` datasets of the same seed, one after the other
+  (read back from the cache when they are there, made from the same policies, seed and size).
 
 Sizes: 1M transitions each (D4RL's for random, medium and expert; D4RL's medium-replay was
 whatever the replay buffer held, here the same training-time proportions fill 1M), medium-expert
@@ -46,7 +47,7 @@ from offrl.data import minari_io
 from offrl.data.transitions import checksum, from_numpy
 from offrl.envs import make_env
 from offrl.envs.workers import BlockVectorEnv
-from offrl.errors import ConfigError, UnknownTaskError
+from offrl.errors import ConfigError, DatasetError, UnknownTaskError
 from offrl.nets import TanhGaussianActor
 
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -85,6 +86,7 @@ class Recipe:
     reference_scores: Callable[[], tuple[float, float] | None]  # read or measured when made
     episodes: MakeEpisodes
     algorithm: str  # Minari metadata `algorithm_name`
+    policies: Callable[[], list[str]] = list  # sha256 of each shipped policy file it plays
 
 
 def dataset_id(env: str, level: str) -> str:
@@ -234,15 +236,20 @@ def locomotion_episodes(env: str, level: str, folder: Path | None) -> MakeEpisod
         def policy(name: str) -> list[Segment]:
             return [Segment(ship.load_actor(entry, entry[name], folder), 1)]
 
+        def reused_or_played(name: str, size: int) -> list[EpisodeBuffer]:
+            cached = cached_episodes(dataset_id(env, name), seed, size, [entry[name]["sha256"]])
+            if cached:
+                advance(size)
+                return cached
+            return play(name, policy(name), size)
+
         if level == "random":
             return play("random", [Segment(None, 1)], transitions)
         if level in ("medium", "expert"):
             return play(level, policy(level), transitions)
         if level == "medium-expert":
             half = transitions // 2
-            return play("medium", policy("medium"), half) + play(
-                "expert", policy("expert"), transitions - half
-            )
+            return reused_or_played("medium", half) + reused_or_played("expert", transitions - half)
         phases = [
             Segment(None if p["file"] is None else ship.load_actor(entry, p, folder), p["steps"])
             for p in entry["replay"]
@@ -250,6 +257,38 @@ def locomotion_episodes(env: str, level: str, folder: Path | None) -> MakeEpisod
         return play("medium-replay", phases, transitions)
 
     return make
+
+
+def cached_episodes(
+    name: str, seed: int, transitions: int, policies: list[str]
+) -> list[EpisodeBuffer]:
+    """The episodes of dataset `name` if the cache holds it made from these policy files, seed
+    and size, with its checksum intact (the same bytes a rollout would give); else none."""
+    try:
+        metadata = minari_io.read_minari_info(name).metadata
+    except DatasetError:
+        return []
+    made_the_same = (
+        metadata.get("offrl_seed") == seed
+        and metadata.get("total_steps") == transitions
+        and metadata.get("offrl_policies") == policies
+    )
+    if not made_the_same:
+        return []
+    episodes = minari_io.read_episode_buffers(name)
+    return episodes if episodes_checksum(episodes) == metadata[minari_io.CHECKSUM_KEY] else []
+
+
+def locomotion_policies(env: str, level: str, folder: Path | None) -> list[str]:
+    """sha256 of the shipped policy files a level plays, in order."""
+    entry = ship.env_entry(env, folder)
+    if level == "random":
+        return []
+    if level == "medium-expert":
+        return [entry["medium"]["sha256"], entry["expert"]["sha256"]]
+    if level in ("medium", "expert"):
+        return [entry[level]["sha256"]]
+    return [phase["sha256"] for phase in entry["replay"] if phase["file"] is not None]
 
 
 def locomotion_reference_scores(env: str, folder: Path | None) -> tuple[float, float] | None:
@@ -277,6 +316,7 @@ def locomotion_recipes(folder: Path | None = None) -> dict[str, Recipe]:
                 reference_scores=functools.partial(locomotion_reference_scores, env, folder),
                 episodes=locomotion_episodes(env, level, folder),
                 algorithm=f"offrl-generate/{level}",
+                policies=functools.partial(locomotion_policies, env, level, folder),
             )
     return recipes
 
@@ -393,7 +433,11 @@ def make_dataset(
                 f"Made by `{make_command(recipe, seed, size)}`."
             ),
             ref_scores=recipe.reference_scores(),
-            extra_metadata={minari_io.CHECKSUM_KEY: digest, "offrl_seed": seed},
+            extra_metadata={
+                minari_io.CHECKSUM_KEY: digest,
+                "offrl_seed": seed,
+                "offrl_policies": recipe.policies(),
+            },
             overwrite=overwrite,
         )
     finally:

@@ -351,6 +351,21 @@ def _write_episodes(path: Path, episodes: Sequence[EpisodeBuffer]) -> int:
     return steps
 
 
+def read_episode_buffers(dataset_id: str) -> list[EpisodeBuffer]:
+    """The episodes of a cached dataset with flat observations, exactly as `_write_episodes`
+    wrote them (arrays, dtypes and reset seeds), ready to be written again."""
+    path = minari_dataset_path(dataset_id) / "data" / "main_data.hdf5"
+    fields = ("observations", "actions", "rewards", "terminations", "truncations")
+    with h5py.File(path, "r") as file:
+        episodes = []
+        for episode_id in range(len(file)):
+            group = file[f"episode_{episode_id}"]
+            seed = group.attrs.get("seed")
+            arrays = {name: group[name][()] for name in fields}
+            episodes.append(EpisodeBuffer(seed=None if seed is None else int(seed), **arrays))
+    return episodes
+
+
 def _write_fields(group: h5py.h5g.GroupID, fields: dict, order: h5py.h5p.PropGCID) -> None:
     for name, value in fields.items():
         if value is None:
