@@ -207,6 +207,16 @@ def test_regeneration_is_byte_identical(store, tmp_path):
         assert f'"{png.as_posix()}"' in html
 
 
+def test_the_published_board_is_what_its_records_make(tmp_path):
+    published = Path(__file__).resolve().parents[1] / "leaderboard"
+    build_leaderboard(published / "runs.jsonl", out_dir=tmp_path)
+    for name in ("LEADERBOARD.md", "leaderboard.html"):
+        assert (tmp_path / name).read_text() == (published / name).read_text(), (
+            f"leaderboard/{name} is stale: regenerate it with "
+            "`offrl leaderboard --store leaderboard/runs.jsonl`"
+        )
+
+
 def test_reruns_replace_and_a_changed_config_supersedes(tmp_path):
     old = make_record("td3bc", "d4rl/hopper-medium-v2", 0, 10.0)
     again = make_record("td3bc", "d4rl/hopper-medium-v2", 0, 20.0)
