@@ -69,6 +69,22 @@ def matmul_peak_gflops(repeats: int = 5) -> float:
     return best
 
 
+def layer_chain_gflops(batch: int = 256, width: int = 256, layers: int = 200, repeats: int = 5):
+    """GFLOP/s of a dependent chain of (batch x width) @ (width x width) ReLU layers: the shape of
+    an update's hidden layers, so the ceiling a batch-256 update can reach, below the square peak
+    because each small matmul pays its own threading and dispatch cost."""
+    x = jnp.ones((batch, width), jnp.float32)
+    w = jnp.full((width, width), 1.0 / width, jnp.float32)
+    chain = jax.jit(lambda x, w: jax.lax.fori_loop(0, layers, lambda _, h: jax.nn.relu(h @ w), x))
+    jax.block_until_ready(chain(x, w))
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        jax.block_until_ready(chain(x, w))
+        best = min(best, time.perf_counter() - began)
+    return 2 * batch * width * width * layers / best / 1e9
+
+
 def flops_per_update(agent, state, data: Transitions, batch_size: int) -> float:
     """XLA's FLOP count of one update, averaged over the delayed-actor period."""
     batch = sample(data, jax.random.PRNGKey(0), batch_size)
@@ -242,9 +258,15 @@ def main() -> None:
     data = random_dataset(args.size)
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak (best of 512/1024/2048 square): {peak:.1f} GFLOP/s")
+    chain = layer_chain_gflops()
+    print(
+        f"batch-256 layer chain ((256x256) @ (256x256) + ReLU, 200 deep): {chain:.1f} GFLOP/s "
+        f"= {chain / peak:.0%} of the peak, the ceiling for an update's hidden layers"
+    )
     print(
         f"{'agent':8} {'GFLOP/upd':>9} {'per-call':>9} {'fused':>8} {'fused/call':>10} "
-        f"{'%peak':>6} {f'{args.seeds}x-vmap/seed':>15} {'total':>7} {'total/fused':>11}"
+        f"{'%peak':>6} {'%chain':>6} {f'{args.seeds}x-vmap/seed':>15} {'total':>7} "
+        f"{'total/fused':>11}"
     )
     baseline = None
     for name in (name for name in args.agents if name != "prdc"):
@@ -258,7 +280,8 @@ def main() -> None:
         print(
             f"{name:8} {gflop:9.3f} {rates.per_call:9.1f} {rates.fused:8.1f} "
             f"{rates.fused / rates.per_call:10.2f} {100 * gflop * rates.fused / peak:6.1f} "
-            f"{rates.vmapped_per_seed:15.1f} {total:7.1f} {total / rates.fused:11.2f}"
+            f"{100 * gflop * rates.fused / chain:6.1f} {rates.vmapped_per_seed:15.1f} "
+            f"{total:7.1f} {total / rates.fused:11.2f}"
         )
         if rates.reference is not None:
             print(
