@@ -28,7 +28,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# PROFILE=default (about an hour on 2 cores) | full (the papers' protocol) | smoke (minutes)
+# PROFILE=default (about 70 min of training on 2 cores) | full (the papers' protocol) | smoke (minutes)
 bench: install
 	$(BIN)/offrl bench --profile $(PROFILE) $(BENCH_ARGS)
 	$(BIN)/offrl leaderboard
