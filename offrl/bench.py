@@ -188,6 +188,7 @@ def bench(
         raise ConfigError(f"--executor must be local or ray, got '{executor}'")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    print(f"bench {profile.name}: {profile.note}", flush=True)
     tasks = profile_tasks(profile)
     if profile.tasks is not None:
         ensure_datasets(tasks)

@@ -107,6 +107,7 @@ def test_smoke_profile_end_to_end_through_the_cli(tmp_path):
         text=True,
     )
     assert bench_run.returncode == 0, bench_run.stderr[-3000:]
+    assert "bench smoke: SMOKE test of the pipeline only" in bench_run.stdout
     records = store.read_store(results / "runs.jsonl")
     assert sorted({r.agent for r in records}) == ["a2pr", "ggdtd", "prdc", "td3bc"]
     assert all(r.task == "offrl/pointmaze/umaze-v0" and len(r.curve_steps) == 2 for r in records)
