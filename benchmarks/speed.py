@@ -69,20 +69,17 @@ def matmul_peak_gflops(repeats: int = 5) -> float:
     return best
 
 
-def layer_chain_gflops(batch: int = 256, width: int = 256, layers: int = 200, repeats: int = 5):
+def layer_chain_gflops(
+    batch: int = 256, width: int = 256, layers: int = 200, repeats: int = 5
+) -> float:
     """GFLOP/s of a dependent chain of (batch x width) @ (width x width) ReLU layers: the shape of
     an update's hidden layers, so the ceiling a batch-256 update can reach, below the square peak
     because each small matmul pays its own threading and dispatch cost."""
     x = jnp.ones((batch, width), jnp.float32)
     w = jnp.full((width, width), 1.0 / width, jnp.float32)
     chain = jax.jit(lambda x, w: jax.lax.fori_loop(0, layers, lambda _, h: jax.nn.relu(h @ w), x))
-    jax.block_until_ready(chain(x, w))
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        jax.block_until_ready(chain(x, w))
-        best = min(best, time.perf_counter() - began)
-    return 2 * batch * width * width * layers / best / 1e9
+    seconds = best_seconds(lambda: jax.block_until_ready(chain(x, w)), repeats)
+    return 2 * batch * width * width * layers / seconds / 1e9
 
 
 def flops_per_update(agent, state, data: Transitions, batch_size: int) -> float:
