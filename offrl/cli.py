@@ -248,6 +248,7 @@ def behavior(argv: list[str]) -> int:
         run: Path,
         env: str | None = None,
         out: Path | None = None,
+        replay_run: Path | None = None,
         episodes: int = shipping.EVAL_EPISODES,
         replay_snapshots: int = 20,
         allow_below_threshold: bool = False,
@@ -260,6 +261,9 @@ def behavior(argv: list[str]) -> int:
             run: Run folder of `offrl behavior train`.
             env: Environment id the run trained (checked against the run), e.g. Hopper-v5.
             out: Policies folder (default: $OFFRL_POLICIES_DIR, else offrl/behavior/policies).
+            replay_run: A re-run of the start of RUN (same seed and settings, a smaller
+                --eval-every) whose snapshots also serve as replay phases; checked to be the
+                same training by its snapshots' bytes.
             episodes: Episodes each return is measured over.
             replay_snapshots: At most this many snapshots before the medium one are kept.
             allow_below_threshold: Ship an expert below the bar (tests and development only;
@@ -270,6 +274,7 @@ def behavior(argv: list[str]) -> int:
             run,
             env,
             out,
+            replay_run=replay_run,
             episodes=episodes,
             replay_snapshots=replay_snapshots,
             allow_below_threshold=allow_below_threshold,

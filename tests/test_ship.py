@@ -7,6 +7,7 @@ with test_generate.py. The slow test re-measures the repository's shipped polici
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -36,6 +37,14 @@ def tiny_run(base: Path) -> Path:
     """The session's tiny SAC run on Hopper-v5 (a finished run is not trained again)."""
     return train_behavior(
         "Hopper-v5", base / "tiny-sac-hopper", TINY_CONFIG, TINY_PROTOCOL, progress=False
+    )
+
+
+def tiny_replay_run(base: Path) -> Path:
+    """The tiny run's first 1500 steps again, saving a snapshot every 150 steps instead of 250."""
+    protocol = dataclasses.replace(TINY_PROTOCOL, steps=1500, eval_every=150, checkpoint_every=1500)
+    return train_behavior(
+        "Hopper-v5", base / "tiny-sac-hopper-replay", TINY_CONFIG, protocol, progress=False
     )
 
 
@@ -119,6 +128,7 @@ def test_manifest_records_measured_policies(shipped):
     assert entry["expert"]["below_threshold"] is True and entry["expert_min_return"] == 3000.0
     assert entry["training"]["seed"] == 0 and entry["training"]["trained_steps"] == 3000
     assert entry["training"]["command"].startswith("offrl behavior train --env Hopper-v5")
+    assert entry["training"]["replay_command"] is None
     assert (shipped / entry["training"]["curve"]).stat().st_size > 10_000
     medium, expert = entry["medium"], entry["expert"]
     assert medium["step"] < expert["step"]
@@ -172,6 +182,59 @@ def test_no_shipped_policies_names_the_commands(tmp_path):
 def test_a_folder_that_is_not_a_behaviour_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not a behaviour run folder"):
         ship.ship(tmp_path, "Hopper-v5", tmp_path / "out", progress=False)
+
+
+def test_a_replay_run_adds_its_snapshots_to_the_replay_phases(shipped, tmp_path_factory, tmp_path):
+    base = tmp_path_factory.getbasetemp()
+    run, replay_run = tiny_run(base), tiny_replay_run(base)
+    plain = ship.read_policy_manifest(shipped)["envs"]["hopper"]
+    entry = ship.ship(
+        run,
+        "Hopper-v5",
+        tmp_path / "policies",
+        replay_run=replay_run,
+        episodes=TINY_EPISODES,
+        replay_snapshots=100,
+        allow_below_threshold=True,
+        progress=False,
+    ).entry
+    # Expert and medium are still picked from the run's own evaluations.
+    assert entry["medium"]["step"] == plain["medium"]["step"] > 300
+    assert entry["expert"]["step"] == plain["expert"]["step"]
+    medium = entry["medium"]["step"]
+    saved = set(ship.recorded_returns(run)) | set(ship.recorded_returns(replay_run))
+    steps = [p["step"] for p in entry["replay"][1:]]
+    # A snapshot saved during the uniform warm-up played nothing, so it is not a phase.
+    assert steps == sorted(s for s in saved if TINY_PROTOCOL.start_steps <= s < medium)
+    assert {300, 450} <= set(steps) and len(steps) > len(plain["replay"]) - 1
+    assert sum(p["steps"] for p in entry["replay"]) == medium
+    for policy in entry["replay"][1:]:
+        source = run if policy["step"] % 250 == 0 else replay_run
+        shipped_file = tmp_path / "policies" / policy["file"]
+        assert shipped_file.read_bytes() == ship.snapshot_path(source, policy["step"]).read_bytes()
+    command = entry["training"]["replay_command"].split(" --")
+    assert command[1] == "env Hopper-v5" and {"steps 1500", "eval-every 150"} <= set(command)
+
+
+@pytest.mark.parametrize("change", ["snapshot", "seed"])
+def test_a_replay_run_of_another_training_is_refused(tmp_path_factory, tmp_path, capsys, change):
+    base = tmp_path_factory.getbasetemp()
+    run, replay_run = tiny_run(base), tiny_replay_run(base)
+    other = tmp_path / "other-replay"
+    shutil.copytree(replay_run, other)
+    if change == "snapshot":
+        snapshot = ship.snapshot_path(other, 750)
+        snapshot.write_bytes(snapshot.read_bytes()[:-1] + b"\0")
+        expected = "step-750 snapshots"
+    else:
+        manifest = json.loads((other / "run.json").read_text())
+        (other / "run.json").write_text(json.dumps(manifest | {"seed": 1}))
+        expected = "differs in seed"
+    out = tmp_path / "policies"
+    argv = ["behavior", "ship", "--run", str(run), "--replay-run", str(other), "--out", str(out)]
+    assert main([*argv, "--allow-below-threshold", "--no-progress"]) == 1
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
 
 
 # --- command line -----------------------------------------------------------------------------

@@ -277,10 +277,11 @@ def read_run(run_dir: Path, env_id: str | None) -> dict:
     return run
 
 
-def train_command(run: dict) -> str:
-    """The `offrl behavior train` command that reproduces a run (non-default settings only)."""
+def train_command(run: dict, suffix: str = "") -> str:
+    """The `offrl behavior train` command that reproduces a run (non-default settings only),
+    writing to runs/behavior/<env><suffix>."""
     parts = ["offrl behavior train", f"--env {run['env']}"]
-    parts.append(f"--out runs/behavior/{env_short_name(run['env'])}")
+    parts.append(f"--out runs/behavior/{env_short_name(run['env'])}{suffix}")
     if run["seed"]:
         parts.append(f"--seed {run['seed']}")
     defaults = dataclasses.asdict(sac.Config()) | dataclasses.asdict(OnlineProtocol())
@@ -290,6 +291,53 @@ def train_command(run: dict) -> str:
             shown = " ".join(map(str, value)) if isinstance(value, list) else value
             parts.append(f"--{name.replace('_', '-')} {shown}")
     return " ".join(parts)
+
+
+SCHEDULE_FIELDS = ("steps", "eval_every", "checkpoint_every")
+"""Protocol fields that only say how long and how often to save: SAC trains the same without
+them (the snapshots of runs differing only in these are byte-identical at shared steps)."""
+
+
+def training_settings(run: dict) -> dict[str, Any]:
+    """What decides a run's training trajectory, flat: seed, SAC config, the rest of the
+    protocol."""
+    settings: dict[str, Any] = {"seed": run["seed"]}
+    settings |= {f"config.{name}": value for name, value in run["config"].items()}
+    for name, value in run["protocol"].items():
+        if name not in SCHEDULE_FIELDS:
+            settings[f"protocol.{name}"] = value
+    return settings
+
+
+def replay_run_snapshots(run_dir: Path, run: dict, replay_dir: Path) -> dict[int, float]:
+    """The evaluated snapshots of `replay_dir`, a re-run of the start of `run_dir` that saved
+    more often, by step. Refused unless it is the same training: the same env and settings, and
+    byte-identical snapshots at every step both runs saved."""
+    ours, theirs = training_settings(run), training_settings(read_run(replay_dir, run["env"]))
+    differing = [name for name in sorted(ours | theirs) if ours.get(name) != theirs.get(name)]
+    if differing:
+        raise ConfigError(
+            f"{replay_dir} did not train like {run_dir} (differs in {', '.join(differing)}); "
+            f"re-run the start of {run_dir} with its settings ({train_command(run)}) into "
+            "another --out, with fewer --steps and a smaller --eval-every."
+        )
+    replay_steps, run_steps = recorded_returns(replay_dir), recorded_returns(run_dir)
+    shared = sorted(set(replay_steps) & set(run_steps))
+    if not shared:
+        raise ConfigError(
+            f"{replay_dir} and {run_dir} saved no snapshot at the same step, so they cannot be "
+            f"checked to be the same training; let {replay_dir} reach step {min(run_steps)}."
+        )
+    for step in shared:
+        if sha256_file(snapshot_path(replay_dir, step)) != sha256_file(
+            snapshot_path(run_dir, step)
+        ):
+            raise ConfigError(
+                f"The step-{step} snapshots of {replay_dir} and {run_dir} differ: not the same "
+                "training (another machine or library version?); re-run it where the run "
+                "trained."
+            )
+    return replay_steps
 
 
 @dataclass(frozen=True)
@@ -347,6 +395,7 @@ def ship(
     env_id: str | None = None,
     out: str | Path | None = None,
     *,
+    replay_run: str | Path | None = None,
     episodes: int = EVAL_EPISODES,
     replay_snapshots: int = 20,
     candidates: int = 5,
@@ -357,8 +406,9 @@ def ship(
 
     Every return is measured over `episodes` episodes (only `candidates` snapshots are measured
     while choosing). The expert must reach EXPERT_MIN_RETURN unless `allow_below_threshold`
-    (tests and development only; the entry says so). The replay phases are thinned to at most
-    `replay_snapshots` snapshots.
+    (tests and development only; the entry says so). The replay phases come from the run's
+    snapshots and those of `replay_run` (a re-run of its start that saved more often, see
+    replay_run_snapshots), thinned to at most `replay_snapshots` snapshots.
     """
     if min(episodes, replay_snapshots, candidates) < 1:
         raise ConfigError("episodes, replay_snapshots and candidates must be >= 1")
@@ -376,6 +426,11 @@ def ship(
             f"{run_dir} has {len(recorded)} evaluated snapshot(s); ship needs a run with at "
             "least two (train longer)."
         )
+    snapshot_runs = dict.fromkeys(recorded, run_dir)
+    if replay_run is not None:
+        replay_run = Path(replay_run)
+        replay_steps = replay_run_snapshots(run_dir, run, replay_run)
+        snapshot_runs = dict.fromkeys(replay_steps, replay_run) | snapshot_runs
     entry = {"env_id": env_id, "hidden_dims": run["config"]["hidden_dims"], **run["spec"]}
     actor = actor_module(entry)
     measure, envs = episode_returns_of(env_id, episodes)
@@ -385,7 +440,7 @@ def ship(
     def returns_at(step: int) -> float:
         """Mean measured return of a snapshot (each measured once)."""
         if step not in measured:
-            params = read_actor(snapshot_path(run_dir, step), actor, entry["obs_dim"])
+            params = read_actor(snapshot_path(snapshot_runs[step], step), actor, entry["obs_dim"])
             measured[step] = measure(actor_policy(actor, params))
             bar.update()
         return float(measured[step].mean())
@@ -408,7 +463,7 @@ def ship(
                 f"{2 * target:.0f}: no medium policy (about {target:.0f}) to ship."
             )
         start_steps = run["protocol"]["start_steps"]
-        phases = replay_phases(list(recorded), medium_step, start_steps)
+        phases = replay_phases(list(snapshot_runs), medium_step, start_steps)
         phases = thin_phases(phases, replay_snapshots)
         for step, _ in phases:
             if step is not None:
@@ -435,6 +490,9 @@ def ship(
             "config": run["config"],
             "protocol": run["protocol"],
             "command": train_command(run),
+            "replay_command": None
+            if replay_run is None
+            else train_command(read_run(replay_run, env_id), "-replay"),
             "curve": f"{short}/curve.png",
         },
         "random": summary(random_returns),
@@ -449,7 +507,7 @@ def ship(
         )
         entry["replay"].append({"file": None, "step": step, "steps": steps} | played)
     shipped = [entry["expert"], entry["medium"], *(p for p in entry["replay"] if p["file"])]
-    sources = {p["file"]: snapshot_path(run_dir, p["step"]) for p in shipped}
+    sources = {p["file"]: snapshot_path(snapshot_runs[p["step"]], p["step"]) for p in shipped}
     write_shipped(folder, short, entry, sources, lambda path: plot_curve(run_dir, path, entry))
     return ShipResult(short, read_policy_manifest(folder)["envs"][short], folder)
 
@@ -509,9 +567,16 @@ def plot_curve(run_dir: str | Path, path: str | Path, entry: dict | None = None)
         if entry["expert_min_return"] is not None:
             axes.axhline(entry["expert_min_return"], color="C3", ls="--", lw=1, label="expert bar")
         axes.axhline(entry["medium"]["target"], color="C2", ls=":", lw=1, label="expert / 3")
-        replay = [p["step"] for p in entry["replay"] if p["step"] is not None]
+        replay = [p for p in entry["replay"] if p["step"] is not None]
+        axes.plot(
+            [p["step"] for p in replay],
+            [p["return_mean"] for p in replay],
+            "|",
+            color="C7",
+            ms=10,
+            label="replay snapshots (measured)",
+        )
         by_step = dict(zip(steps.tolist(), mean.tolist(), strict=True))
-        axes.plot(replay, [by_step[s] for s in replay], "|", color="C7", ms=10, label="replay")
         for name, marker in (("medium", "o"), ("expert", "*")):
             step = entry[name]["step"]
             axes.plot([step], [by_step[step]], marker, color="C1", ms=9, label=name)

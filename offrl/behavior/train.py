@@ -229,7 +229,7 @@ def train_behavior(
                     if episode_returns
                     else None,
                     "train_episodes": len(episode_returns),
-                    "losses": {k: float(np.nanmean(np.asarray(v))) for k, v in metrics.items()},
+                    "losses": {k: float(np.mean(np.asarray(v))) for k, v in metrics.items()},
                     "wall_s": time.perf_counter() - began,
                 }
                 append_records(run_dir, [record])
