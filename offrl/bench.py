@@ -2,17 +2,20 @@
 
 Each run is one `fit` call (the group's seeds vmapped in one program) in its own folder under
 `<results>/runs/`, so an interrupted bench resumes every unfinished run from its checkpoint.
-Finished (agent, task, seed, config, protocol) keys in the store are skipped unless `force`.
+Finished (agent, task, seed, config, protocol, dataset checksum) keys in the store are skipped
+unless `force`.
 Executors: `local` (in this process, or `workers` processes) and `ray` (one Ray task per run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -39,52 +42,43 @@ class RunSpec:
     seeds: tuple[int, ...]
     config: Any
     protocol: Protocol
+    dataset_checksum: str
 
     @property
     def label(self) -> str:
         return f"{self.agent} {self.task} seeds {','.join(map(str, self.seeds))}"
 
     def run_dir(self, results: Path) -> Path:
-        """One folder per (agent, task, protocol, config, seeds): `fit` resumes only its own."""
+        """One folder per (agent, task, protocol, config, dataset, seeds): `fit` resumes only its
+        own."""
         config_part = store.config_hash(self.config)[:8]
         protocol_part = store.protocol_hash(self.protocol)[:8]
+        parts = f"{protocol_part}-{config_part}-d{self.dataset_checksum[:8]}"
         seeds = "_".join(map(str, self.seeds))
-        return results / "runs" / self.agent / self.task / f"{protocol_part}-{config_part}-s{seeds}"
-
-
-def profile_tasks(profile: Profile) -> list[str]:
-    """The profile's tasks, or (`tasks=None`) every known task whose data is on disk."""
-    if profile.tasks is not None:
-        return list(profile.tasks)
-    on_disk = []
-    for name in known_task_names():
-        try:
-            load_task(name)
-        except (DatasetError, ConfigError):
-            continue
-        on_disk.append(name)
-    return on_disk
+        return results / "runs" / self.agent / self.task / f"{parts}-s{seeds}"
 
 
 def plan(
-    profile: Profile, tasks: Sequence[str], results: Path, force: bool = False
+    profile: Profile, checksums: Mapping[str, str], results: Path, force: bool = False
 ) -> list[RunSpec]:
-    """Every (agent, task) of the profile with the seeds the store does not hold yet."""
+    """Every (agent, task) of the profile with the seeds the store does not hold yet for the
+    task's current data (`checksums`: task -> dataset checksum)."""
     done = store.finished_keys(results / "runs.jsonl")
     protocol = Protocol(profile.steps, profile.eval_every, profile.eval_episodes)
     protocol_key = store.protocol_hash(protocol)
     specs = []
-    for task in tasks:
+    for task, checksum in checksums.items():
         for agent in profile.agents:
             config = config_for(agent, task)
             config_key = store.config_hash(config)
+            key = functools.partial(store.RunKey, agent, task)
             seeds = tuple(
                 seed
                 for seed in profile.seeds
-                if force or store.RunKey(agent, task, seed, config_key, protocol_key) not in done
+                if force or key(seed, config_key, protocol_key, checksum) not in done
             )
             if seeds:
-                specs.append(RunSpec(agent, task, seeds, config, protocol))
+                specs.append(RunSpec(agent, task, seeds, config, protocol, checksum))
     return specs
 
 
@@ -93,6 +87,12 @@ def execute(
 ) -> list[store.RunRecord]:
     """Train one run and return its per-seed records; its folder is resumed unless `fresh`."""
     loaded = load_task(spec.task)
+    if loaded.checksum != spec.dataset_checksum:
+        raise DatasetError(
+            f"{spec.task} at {loaded.path} has checksum {loaded.checksum[:16]}..., not the "
+            f"{spec.dataset_checksum[:16]}... the bench planned with: the dataset changed since "
+            "(or differs on this worker); run the bench again."
+        )
     run_dir = spec.run_dir(results)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -150,19 +150,51 @@ def run_ray(
         on_done(spec.label)
 
 
-def ensure_datasets(tasks: Sequence[str]) -> None:
-    """Make every missing generated dataset now (env workers on every core, at most two: the
-    bytes do not depend on it); other missing data is an error naming it."""
+def ensure_datasets(tasks: Sequence[str]) -> dict[str, str]:
+    """Make every missing generated dataset now, and again any made from other policies than
+    the shipped ones (env workers on every core, at most two: the bytes do not depend on it);
+    other missing data is an error naming it. Returns each task's dataset checksum."""
+    from offrl.data import generate
+
+    checksums = {}
     for task in tasks:
         resolve_task(task)
-        if task.startswith("offrl/") and task not in minari_io.local_dataset_ids():
-            from offrl.data import generate
-
+        if not task.startswith("offrl/"):
+            checksums[task] = load_task(task).checksum
+            continue
+        stale = task in minari_io.local_dataset_ids() and generate.made_from_other_policies(task)
+        if stale or task not in minari_io.local_dataset_ids():
+            if stale:
+                print(f"{task} was made from other policies than the shipped ones: making it again")
             recipe = generate.find_recipe(task)
             with tqdm(total=recipe.transitions, desc=f"make {task}", unit="tr") as bar:
-                generate.make_dataset(task, advance=bar.update, workers=min(2, os.cpu_count() or 1))
+                made = generate.make_dataset(
+                    task,
+                    overwrite=stale,
+                    advance=bar.update,
+                    workers=min(2, os.cpu_count() or 1),
+                )
+            checksums[task] = made.checksum
         else:
-            load_task(task)
+            checksums[task] = load_task(task).checksum
+    return checksums
+
+
+def task_checksums(profile: Profile) -> dict[str, str]:
+    """The profile's tasks, each with its dataset's checksum, generated data made first where
+    needed (see ensure_datasets); `tasks=None`: every known task whose data is on disk."""
+    if profile.tasks is not None:
+        return ensure_datasets(profile.tasks)
+    local = set(minari_io.local_dataset_ids())
+    checksums = {}
+    for name in known_task_names():
+        if name.startswith("offrl/"):
+            if name in local:
+                checksums |= ensure_datasets([name])
+            continue
+        with contextlib.suppress(DatasetError, ConfigError):
+            checksums[name] = load_task(name).checksum
+    return checksums
 
 
 def bench(
@@ -189,10 +221,7 @@ def bench(
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     print(f"bench {profile.name}: {profile.note}", flush=True)
-    tasks = profile_tasks(profile)
-    if profile.tasks is not None:
-        ensure_datasets(tasks)
-    specs = plan(profile, tasks, results, force)
+    specs = plan(profile, task_checksums(profile), results, force)
     bar = tqdm(total=len(specs), desc=f"bench {profile.name}", unit="run", position=0)
 
     def on_done(label: str) -> None:

@@ -81,6 +81,8 @@ def list_tasks(verify: bool = False) -> str:
         row = _cached_row(dataset_id, dataset_id, "generated", verify)
         if row[-1] == "not on disk":  # not made yet: its evaluation env is known already
             row = (*row[:2], recipe.env_spec.id, *row[3:])
+        elif row[3] != "unreadable" and generate.made_from_other_policies(dataset_id):
+            row = (*row[:6], "stale", row[7])
         rows.append(row)
     for dataset_id in SOURCES["minari"].names():
         rows.append(_cached_row(f"minari/{dataset_id}", dataset_id, "minari", verify))
@@ -92,7 +94,9 @@ def list_tasks(verify: bool = False) -> str:
         "Make an embedded (generated) dataset with `offrl data make TASK`, all of them with "
         "`offrl data make --all`.\n"
         "CHECKSUM: ok / mismatch = last verification of the unchanged files, unchecked = not "
-        "verified since written (`offrl data list --verify`), none = no checksum recorded."
+        "verified since written (`offrl data list --verify`), none = no checksum recorded, "
+        "stale = made from other behaviour policies than the shipped ones (`offrl data make TASK "
+        "--overwrite`)."
     )
     return _table(header, rows) + footer
 

@@ -279,6 +279,22 @@ def cached_episodes(
     return episodes if episodes_checksum(episodes) == metadata[minari_io.CHECKSUM_KEY] else []
 
 
+def made_from_other_policies(name: str, folder: Path | None = None) -> bool:
+    """Whether cached dataset `name` was played by other behaviour policy files than the shipped
+    ones (the policies were shipped again since), or by unrecorded ones (an older offrl made it)."""
+    policies = find_recipe(name, folder).policies()
+    metadata = minari_io.read_minari_info(name).metadata
+    return bool(policies) and metadata.get("offrl_policies") != policies
+
+
+def stale_hint(name: str) -> str:
+    return (
+        f"Embedded dataset {name} was made from other behaviour policies than the shipped ones "
+        "(offrl/behavior/policies changed since, or an older offrl made it without recording "
+        f"them); make it again: `offrl data make {name} --overwrite`."
+    )
+
+
 def locomotion_policies(env: str, level: str, folder: Path | None) -> list[str]:
     """sha256 of the shipped policy files a level plays, in order."""
     entry = ship.env_entry(env, folder)

@@ -268,6 +268,8 @@ def _load_generated(task: Task) -> tuple[dict[str, np.ndarray], Path]:
             f"~/.minari/datasets). Make it with `offrl data make {task.name}` (a few minutes, no "
             "network), or `offrl data make --all` for the whole suite."
         )
+    if _generate().made_from_other_policies(task.name):
+        raise DatasetError(_generate().stale_hint(task.name))
     return _load_minari(task)
 
 
