@@ -7,9 +7,11 @@ never interleave and none is lost; readers take a shared lock, so they never see
 parse is reported with its file and line number rather than skipped, so a number never silently
 disappears from the leaderboard.
 
-A run is identified by its `RunKey`: agent, task, seed, the hash of its config and the hash of
-its protocol (steps, evaluation interval, episodes). The protocol is part of the key so that a
-short smoke run never stands in for the full benchmark of the same config.
+A run is identified by its `RunKey`: agent, task, seed, the hash of its config, the hash of its
+protocol (steps, evaluation interval, episodes) and the checksum of the dataset it trained on.
+The protocol is part of the key so that a short smoke run never stands in for the full benchmark
+of the same config; the checksum, so that a run on a remade dataset never stands in for one on
+the current data.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class RunKey(NamedTuple):
     seed: int
     config_hash: str
     protocol_hash: str
+    dataset_checksum: str
 
 
 def _plain(value: Any) -> Any:
@@ -125,7 +128,14 @@ class RunRecord:
 
     @property
     def key(self) -> RunKey:
-        return RunKey(self.agent, self.task, self.seed, self.config_hash, self.protocol_hash)
+        return RunKey(
+            self.agent,
+            self.task,
+            self.seed,
+            self.config_hash,
+            self.protocol_hash,
+            self.dataset_checksum,
+        )
 
     @property
     def source(self) -> str:

@@ -11,8 +11,9 @@ import pytest
 
 from benchmarks.configs import PROFILES, Profile, config_for, env_of
 from offrl import store
-from offrl.bench import bench, plan
-from offrl.errors import ConfigError
+from offrl.bench import bench, execute, plan
+from offrl.data.registry import load_task
+from offrl.errors import ConfigError, DatasetError
 from tests.conftest import HOPPER_DATASET_ID
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
@@ -78,11 +79,22 @@ def test_a_profile_runs_every_seed_once_and_stores_it(finished):
 
 
 def test_stored_runs_are_skipped_and_new_seeds_planned(finished):
-    results, _ = finished
-    assert plan(TINY, [TASK], results) == []
+    results, (spec,) = finished
+    checksums = {TASK: load_task(TASK).checksum}
+    assert spec.dataset_checksum == checksums[TASK]
+    assert plan(TINY, checksums, results) == []
     more = dataclasses.replace(TINY, seeds=(0, 1, 2))
-    assert [s.seeds for s in plan(more, [TASK], results)] == [(2,)]
-    assert [s.seeds for s in plan(TINY, [TASK], results, force=True)] == [(0, 1)]
+    assert [s.seeds for s in plan(more, checksums, results)] == [(2,)]
+    assert [s.seeds for s in plan(TINY, checksums, results, force=True)] == [(0, 1)]
+
+
+def test_runs_on_a_changed_dataset_are_planned_again_in_their_own_folder(finished):
+    results, (spec,) = finished
+    (again,) = plan(TINY, {TASK: "0" * 64}, results)
+    assert again.seeds == (0, 1) and again.run_dir(results) != spec.run_dir(results)
+    with pytest.raises(DatasetError, match="the dataset changed since"):
+        execute(again, results, progress=False)
+    assert not again.run_dir(results).exists()
 
 
 @pytest.mark.slow  # starting Ray and a JAX worker takes minutes on 2 cores

@@ -4,6 +4,7 @@ byte-identical regeneration, and one clear error per bad store."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from pathlib import Path
 
@@ -225,8 +226,19 @@ def test_reruns_replace_and_a_changed_config_supersedes(tmp_path):
     selection = select([old, again, other_seed, retuned])
     (board,) = selection.boards
     assert [r.final for r in board.records] == [40.0]
-    assert (selection.superseded, selection.other_config) == (1, 2)
+    assert (selection.superseded, selection.outdated) == (1, 2)
     assert [r.final for r in select([old, again, other_seed]).boards[0].records] == [20.0, 30.0]
+
+
+def test_runs_on_a_remade_dataset_supersede_those_on_the_old_one():
+    old = make_record("td3bc", "offrl/hopper/medium-replay-v0", 0, 10.0)
+    other_seed = make_record("td3bc", "offrl/hopper/medium-replay-v0", 1, 30.0)
+    remade = dataclasses.replace(old, dataset_checksum="f" * 64, final=50.0)
+    assert remade.key != old.key
+    selection = select([old, other_seed, remade])
+    (board,) = selection.boards
+    assert [r.final for r in board.records] == [50.0]
+    assert (selection.superseded, selection.outdated) == (0, 2)
 
 
 def test_domains_and_d4rl_counterparts():

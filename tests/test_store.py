@@ -110,10 +110,16 @@ def test_records_round_trip_and_keys_drive_the_skip_logic(tmp_path):
     append(store, records)
     assert read_store(store) == records
     key = RunKey(
-        "td3bc", "d4rl/hopper-medium-v2", 1, records[1].config_hash, protocol_hash(PROTOCOL)
+        "td3bc",
+        "d4rl/hopper-medium-v2",
+        1,
+        records[1].config_hash,
+        protocol_hash(PROTOCOL),
+        records[1].dataset_checksum,
     )
     assert key in finished_keys(store)
-    assert RunKey(*key[:2], 7, *key[3:]) not in finished_keys(store)
+    assert key._replace(seed=7) not in finished_keys(store)
+    assert key._replace(dataset_checksum="f" * 64) not in finished_keys(store)
 
 
 def test_a_forced_rerun_replaces_the_earlier_record():
