@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 
 import gymnasium as gym
 import h5py
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_ship import tiny_policies
+from test_ship import TINY_EPISODES, tiny_policies, tiny_replay_run, tiny_run
 
 from offrl.behavior import ship
 from offrl.cli import main
@@ -191,6 +192,31 @@ def test_a_modified_dataset_is_caught_on_load(suite, capsys):
     finally:
         generate.make_dataset(name, 0, SIZE, overwrite=True)
     assert _checksum_status(name) == "unchecked"
+
+
+def test_a_dataset_played_by_policies_shipped_before_is_stale(
+    suite, tmp_path_factory, tmp_path, monkeypatch
+):
+    """Shipping again with a replay re-run's snapshots changes medium-replay's policies only."""
+    base = tmp_path_factory.getbasetemp()
+    reshipped = tmp_path / "policies"
+    shutil.copytree(tiny_policies(base), reshipped)
+    monkeypatch.setenv(ship.POLICIES_ENV_VAR, str(reshipped))
+    ship.ship(
+        tiny_run(base),
+        "Hopper-v5",
+        reshipped,
+        replay_run=tiny_replay_run(base),
+        episodes=TINY_EPISODES,
+        allow_below_threshold=True,
+        progress=False,
+    )
+    replay, medium = (generate.dataset_id("hopper", level) for level in ("medium-replay", "medium"))
+    with pytest.raises(DatasetError) as error:
+        load_task(replay)
+    assert f"`offrl data make {replay} --overwrite`" in str(error.value)
+    assert (_checksum_status(replay), _checksum_status(medium)) == ("stale", "ok")
+    assert load_task(medium).checksum == suite["medium"].checksum
 
 
 def listed() -> dict[str, dict[str, str]]:
