@@ -287,6 +287,12 @@ def repo_entries() -> tuple[dict, Path]:
     return ship.read_policy_manifest(folder)["envs"], folder
 
 
+def test_the_shipped_policies_fit_the_size_budget():
+    """The issue's budget for weights, manifest and curves together: under 20 MB."""
+    _, folder = repo_entries()
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 20_000_000
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("short", ["hopper", "halfcheetah", "walker2d"])
 def test_shipped_manifest_returns_remeasure(short):

@@ -12,10 +12,11 @@ Layout: `<policies>/manifest.json` and `<policies>/<env>/{expert,medium,replay_N
 plus `<env>/curve.png`, where `<policies>` is `$OFFRL_POLICIES_DIR` or this package's
 `policies/` folder. The manifest is `{"format": 1, "envs": {<env>: entry}}`; an entry holds
 env_id, obs_dim, action_dim, max_action, hidden_dims, expert_min_return, evaluation (episodes,
-seed), training (seed, steps, trained_steps, config, protocol, command, curve), random (return
-mean/std), medium and expert (file, sha256, step, return_mean, return_std; medium's target,
-expert's below_threshold) and replay: the phases in training order, each {file, sha256, step,
-steps, return_mean, return_std}, the first {file: null, policy: "random", steps: start_steps}.
+seed), training (seed, steps, trained_steps, config, protocol, command, replay_command: the
+`--replay-run`'s command or null, curve), random (return mean/std), medium and expert (file,
+sha256, step, return_mean, return_std; medium's target, expert's below_threshold) and replay: the
+phases in training order, each {file, sha256, step, steps, return_mean, return_std}, the first
+{file: null, policy: "random", steps: start_steps}.
 """
 
 from __future__ import annotations
