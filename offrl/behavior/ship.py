@@ -335,8 +335,9 @@ def replay_run_snapshots(run_dir: Path, run: dict, replay_dir: Path) -> dict[int
         ):
             raise ConfigError(
                 f"The step-{step} snapshots of {replay_dir} and {run_dir} differ: not the same "
-                "training (another machine or library version?); re-run it where the run "
-                "trained."
+                "training. XLA's float results depend on the machine, the library versions and "
+                "the number of threads, so re-run it the way the run trained (same machine, "
+                "XLA_FLAGS and CPU pinning), uninterrupted."
             )
     return replay_steps
 
