@@ -202,7 +202,7 @@ def rollout(
             if params is None:
                 actions = uniform_actions(key, step, low, high)
             else:
-                batch = jnp.asarray(observations, jnp.float32)
+                batch = np.asarray(observations, np.float32)  # jit takes numpy without an eager op
                 actions = sample_actions(params, actor.apply, batch, key, step)
             actions = np.asarray(actions, space.dtype)
             next_observations, final, rewards, terminations, truncations = envs.step(actions)
