@@ -215,8 +215,8 @@ def test_a_dataset_played_by_policies_shipped_before_is_stale(
     with pytest.raises(DatasetError) as error:
         load_task(replay)
     assert f"`offrl data make {replay} --overwrite`" in str(error.value)
-    assert (_checksum_status(replay), _checksum_status(medium)) == ("stale", "ok")
     assert load_task(medium).checksum == suite["medium"].checksum
+    assert (_checksum_status(replay), _checksum_status(medium)) == ("stale", "ok")
 
 
 def listed() -> dict[str, dict[str, str]]:
