@@ -219,6 +219,13 @@ def test_a_dataset_played_by_policies_shipped_before_is_stale(
     assert (_checksum_status(replay), _checksum_status(medium)) == ("stale", "ok")
 
 
+def test_datasets_on_disk_stay_usable_without_shipped_policies(suite, tmp_path, monkeypatch):
+    monkeypatch.setenv(ship.POLICIES_ENV_VAR, str(tmp_path))  # no manifest there
+    name = suite["medium"].dataset_id
+    assert load_task(name).checksum == suite["medium"].checksum
+    assert _checksum_status(name) == "ok"
+
+
 def listed() -> dict[str, dict[str, str]]:
     """`offrl data list` as {task: {column: cell}}; cells never hold two spaces in a row."""
     lines = commands.list_tasks().split("\nD4RL files")[0].splitlines()

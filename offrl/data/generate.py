@@ -281,8 +281,12 @@ def cached_episodes(
 
 def made_from_other_policies(name: str, folder: Path | None = None) -> bool:
     """Whether cached dataset `name` was played by other behaviour policy files than the shipped
-    ones (the policies were shipped again since), or by unrecorded ones (an older offrl made it)."""
-    policies = find_recipe(name, folder).policies()
+    ones (the policies were shipped again since), or by unrecorded ones (an older offrl made it).
+    Without shipped policies to compare with, the dataset is taken as it is."""
+    try:
+        policies = find_recipe(name, folder).policies()
+    except DatasetError:
+        return False
     metadata = minari_io.read_minari_info(name).metadata
     return bool(policies) and metadata.get("offrl_policies") != policies
 
