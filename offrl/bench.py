@@ -156,14 +156,13 @@ def ensure_datasets(tasks: Sequence[str]) -> dict[str, str]:
     other missing data is an error naming it. Returns each task's dataset checksum."""
     from offrl.data import generate
 
+    local = set(minari_io.local_dataset_ids())
     checksums = {}
     for task in tasks:
         resolve_task(task)
-        if not task.startswith("offrl/"):
-            checksums[task] = load_task(task).checksum
-            continue
-        stale = task in minari_io.local_dataset_ids() and generate.made_from_other_policies(task)
-        if stale or task not in minari_io.local_dataset_ids():
+        generated = task.startswith("offrl/")
+        stale = generated and task in local and generate.made_from_other_policies(task)
+        if generated and (stale or task not in local):
             if stale:
                 print(f"{task} was made from other policies than the shipped ones: making it again")
             recipe = generate.find_recipe(task)
@@ -186,14 +185,12 @@ def task_checksums(profile: Profile) -> dict[str, str]:
     if profile.tasks is not None:
         return ensure_datasets(profile.tasks)
     local = set(minari_io.local_dataset_ids())
-    checksums = {}
-    for name in known_task_names():
-        if name.startswith("offrl/"):
-            if name in local:
-                checksums |= ensure_datasets([name])
-            continue
-        with contextlib.suppress(DatasetError, ConfigError):
-            checksums[name] = load_task(name).checksum
+    names = known_task_names()
+    checksums = ensure_datasets([n for n in names if n.startswith("offrl/") and n in local])
+    for name in names:
+        if not name.startswith("offrl/"):
+            with contextlib.suppress(DatasetError, ConfigError):
+                checksums[name] = load_task(name).checksum
     return checksums
 
 

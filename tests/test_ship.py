@@ -224,7 +224,9 @@ def test_a_replay_run_of_another_training_is_refused(tmp_path_factory, tmp_path,
     shutil.copytree(replay_run, other)
     if change == "snapshot":
         snapshot = ship.snapshot_path(other, 750)
-        snapshot.write_bytes(snapshot.read_bytes()[:-1] + b"\0")
+        data = bytearray(snapshot.read_bytes())
+        data[-1] ^= 1  # always a change, whatever the last byte was
+        snapshot.write_bytes(bytes(data))
         expected = "step-750 snapshots"
     else:
         manifest = json.loads((other / "run.json").read_text())
