@@ -144,6 +144,32 @@ def test_segments_play_in_order_for_their_share_of_the_steps():
     assert int((actions > 0.99).all(axis=1).sum()) == 3000  # tanh(5) = 0.9999
 
 
+def test_random_actions_sent_in_chunks_give_the_bytes_of_one_step_at_a_time(monkeypatch):
+    """Uniform phases go to the workers RANDOM_CHUNK steps at a time; the chunks end at phase
+    boundaries and at the budget's end, and the data and progress counts are those of
+    stepping one vector step per round trip."""
+    actor = TanhGaussianActor((8,), 3)
+    segments = [
+        generate.Segment(None, 1),
+        generate.Segment(constant_actor_params(actor, 11, 0.3), 1),
+        generate.Segment(None, 2),
+    ]
+
+    def played(chunk: int, workers: int) -> tuple[str, list[int]]:
+        monkeypatch.setattr(generate, "RANDOM_CHUNK", chunk)
+        told = []
+        episodes = generate.rollout(
+            gym.spec("Hopper-v5"), actor, segments, 2005, 0, 0, 8, workers, told.append
+        )
+        return generate.episodes_checksum(episodes), told
+
+    one_by_one, counts = played(1, 1)
+    assert sum(counts) == 2005 and counts[-1] == 5 and set(counts[:-1]) == {8}
+    chunked, chunk_counts = played(16, 2)
+    assert chunked == one_by_one
+    assert sum(chunk_counts) == 2005 and max(chunk_counts) == 16 * 8
+
+
 def test_same_seed_same_checksum_other_seed_other_data(suite):
     name = generate.dataset_id("hopper", "medium-replay")
     again = generate.make_dataset(name, 0, SIZE, overwrite=True)

@@ -57,6 +57,8 @@ NUM_ENVS = 32
 """Envs stepped together: enough to amortise the policy call, few partial episodes at the end."""
 WORKERS = min(os.cpu_count() or 1, NUM_ENVS)
 """Processes stepping the envs (MuJoCo's physics is the cost); the data does not depend on it."""
+RANDOM_CHUNK = 64
+"""Vector steps of uniform random actions sent to the env workers at once (offrl.envs.workers)."""
 STREAMS = {"random": 0, "medium": 1, "expert": 2, "medium-replay": 3}
 """Each rollout's seeds come from (seed, stream): levels never share initial states."""
 DEFAULT_LOCOMOTION = ("hopper", "halfcheetah", "walker2d")
@@ -102,10 +104,17 @@ def sample_actions(params: ship.Params, apply_fn, observations, key: jax.Array, 
     return sac.explore(params, apply_fn, observations, jax.random.fold_in(key, step))
 
 
-@jax.jit
-def uniform_actions(key: jax.Array, step, low: jax.Array, high: jax.Array) -> jax.Array:
-    """Uniform random actions for a batch (low/high broadcast to (envs, action_dim))."""
-    return jax.random.uniform(jax.random.fold_in(key, step), low.shape, minval=low, maxval=high)
+@functools.partial(jax.jit, static_argnames="steps")
+def uniform_actions(
+    key: jax.Array, first_step, low: jax.Array, high: jax.Array, steps: int
+) -> jax.Array:
+    """Uniform random actions for `steps` vector steps from `first_step` on, (steps, envs,
+    action_dim); step t's batch is drawn from fold_in(key, t), as if drawn one step at a time."""
+
+    def batch(step):
+        return jax.random.uniform(jax.random.fold_in(key, step), low.shape, minval=low, maxval=high)
+
+    return jax.vmap(batch)(first_step + jnp.arange(steps))
 
 
 def rollout_seeds(seed: int, stream: int, num_envs: int) -> tuple[list[int], jax.Array]:
@@ -197,20 +206,27 @@ def rollout(
     envs = BlockVectorEnv(env_spec, num_envs, workers)
     try:
         observations = envs.reset(env_seeds)
-        for step in range(steps):
-            params = segments[int(np.searchsorted(ends, step, side="right"))].params
-            if params is None:
-                actions = uniform_actions(key, step, low, high)
+        step = 0
+        while step < steps:
+            segment = int(np.searchsorted(ends, step, side="right"))
+            params = segments[segment].params
+            if params is None:  # no observation needed: many steps in one round trip
+                count = min(RANDOM_CHUNK, int(ends[segment]) - step)
+                actions = np.asarray(uniform_actions(key, step, low, high, RANDOM_CHUNK))[:count]
             else:
+                count = 1
                 batch = np.asarray(observations, np.float32)  # jit takes numpy without an eager op
-                actions = sample_actions(params, actor.apply, batch, key, step)
-            actions = np.asarray(actions, space.dtype)
-            next_observations, final, rewards, terminations, truncations = envs.step(actions)
-            row = (observations, final, actions, rewards, terminations, truncations)
-            for name, value in zip(columns, row, strict=True):
-                columns[name][step] = value
-            observations = next_observations
-            advance(num_envs if step < steps - 1 else last)
+                actions = np.asarray(sample_actions(params, actor.apply, batch, key, step))[None]
+            actions = actions.astype(space.dtype, copy=False)
+            next_observations, final, rewards, terminations, truncations = envs.step_many(actions)
+            # Step t's observations are those the envs returned at step t - 1.
+            seen = np.concatenate([observations[None], next_observations[:-1]])
+            chunk = (seen, final, actions, rewards, terminations, truncations)
+            for name, value in zip(columns, chunk, strict=True):
+                columns[name][step : step + count] = value
+            observations = next_observations[-1]
+            step += count
+            advance(count * num_envs - (num_envs - last if step == steps else 0))
     finally:
         envs.close()
     return split_episodes(columns, lengths, env_seeds)
