@@ -203,30 +203,66 @@ def rollout(
         "terminations": np.empty((steps, num_envs), bool),
         "truncations": np.empty((steps, num_envs), bool),
     }
+    dtype = space.dtype
+
+    def record(steps: slice, block: slice, seen, actions, stepped: tuple[np.ndarray, ...]) -> None:
+        _, final, rewards, terminations, truncations = stepped
+        row = (seen, final, actions, rewards, terminations, truncations)
+        for name, value in zip(columns, row, strict=True):
+            columns[name][steps, block] = value
+
+    def played(step: int, count: int) -> int:
+        return count * num_envs - (num_envs - last if step + count == steps else 0)
+
+    def play_uniform(envs: BlockVectorEnv, params, observations, step: int, end: int):
+        """Uniform random steps, many per round trip (they need no observation)."""
+        while step < end:
+            count = min(RANDOM_CHUNK, end - step)
+            actions = np.asarray(uniform_actions(key, step, low, high, RANDOM_CHUNK))[:count]
+            stepped = envs.step_many(actions.astype(dtype, copy=False))
+            # Step t's observations are those the envs returned at step t - 1.
+            seen = np.concatenate([observations[None], stepped[0][:-1]])
+            record(slice(step, step + count), slice(None), seen, actions, stepped)
+            observations = stepped[0][-1].copy()
+            advance(played(step, count))
+            step += count
+        return observations
+
+    def play_policy(envs: BlockVectorEnv, params, observations, step: int, end: int):
+        """Policy steps, each block sent its next actions as soon as it is back, while the others
+        step. A row's action depends only on its own observation (bitwise: rows never mix in the
+        MLP), so a block's rows are those one call on every env's next observation gives."""
+
+        def policy(at: int) -> np.ndarray:
+            batch = np.asarray(observations, np.float32)  # jit takes numpy without an eager op
+            actions = sample_actions(params, actor.apply, batch, key, at)
+            return np.asarray(actions).astype(dtype, copy=False)
+
+        sent = policy(step)
+        for block, rows in enumerate(envs.slices):
+            envs.submit(block, sent[None, rows])
+        for now in range(step, end):
+            upcoming, this_step = np.empty_like(sent), slice(now, now + 1)
+            for block, rows in enumerate(envs.slices):
+                stepped = envs.collect(block)
+                record(this_step, rows, observations[None, rows], sent[None, rows], stepped)
+                observations[rows] = stepped[0][-1]
+                if now + 1 < end:
+                    upcoming[rows] = policy(now + 1)[rows]
+                    envs.submit(block, upcoming[None, rows])
+            sent = upcoming
+            advance(played(now, 1))
+        return observations
+
     envs = BlockVectorEnv(env_spec, num_envs, workers)
     try:
         observations = envs.reset(env_seeds)
         step = 0
-        while step < steps:
-            segment = int(np.searchsorted(ends, step, side="right"))
-            params = segments[segment].params
-            if params is None:  # no observation needed: many steps in one round trip
-                count = min(RANDOM_CHUNK, int(ends[segment]) - step)
-                actions = np.asarray(uniform_actions(key, step, low, high, RANDOM_CHUNK))[:count]
-            else:
-                count = 1
-                batch = np.asarray(observations, np.float32)  # jit takes numpy without an eager op
-                actions = np.asarray(sample_actions(params, actor.apply, batch, key, step))[None]
-            actions = actions.astype(space.dtype, copy=False)
-            next_observations, final, rewards, terminations, truncations = envs.step_many(actions)
-            # Step t's observations are those the envs returned at step t - 1.
-            seen = np.concatenate([observations[None], next_observations[:-1]])
-            chunk = (seen, final, actions, rewards, terminations, truncations)
-            for name, value in zip(columns, chunk, strict=True):
-                columns[name][step : step + count] = value
-            observations = next_observations[-1]
-            step += count
-            advance(count * num_envs - (num_envs - last if step == steps else 0))
+        for segment, end in zip(segments, ends.tolist(), strict=True):
+            if step < end:
+                play = play_uniform if segment.params is None else play_policy
+                observations = play(envs, segment.params, observations, step, end)
+            step = end
     finally:
         envs.close()
     return split_episodes(columns, lengths, env_seeds)

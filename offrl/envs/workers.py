@@ -1,11 +1,11 @@
 """Many envs of one spec stepped in lock-step, optionally by several worker processes.
 
 The dataset generators spend their time in MuJoCo's physics, so `BlockVectorEnv` splits the envs
-into contiguous blocks, each an `EnvBlock` in its own process, while the caller makes
-one batched policy call per step for all of them. Actions that do not depend on the observations
-(uniform random ones) go out many steps at a time: one round trip per worker for the lot, where
-per-step round trips left the workers idle a fifth of the time. This module imports only
-gymnasium and numpy: a spawned worker starts in about a second.
+into contiguous blocks, each an `EnvBlock` in its own process. `submit` and `collect` work per
+block, so the caller can compute one block's next actions while the others step. Actions that do
+not depend on the observations (uniform random ones) go out many steps at a time: one round trip
+per worker for the lot, where per-step round trips left the workers idle a fifth of the time.
+This module imports only gymnasium and numpy: a spawned worker starts in about a second.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def serve_envs(connection: Connection, env_spec: EnvSpec, num_envs: int) -> None
 
 
 class BlockVectorEnv:
-    """`num_envs` envs in lock-step, split into contiguous blocks stepped by `workers` processes
+    """`num_envs` envs, split into contiguous blocks stepped by `workers` processes
     (all in this process when `workers` is 1). Each env's trajectory depends only on its seed
     and actions, so the data is the same for any number of workers."""
 
@@ -94,26 +94,40 @@ class BlockVectorEnv:
             self.connections.append(mine)
             self.processes.append(process)
 
-    def _ask(self, command: str, payloads: list) -> list:
-        for connection, payload in zip(self.connections, payloads, strict=True):
-            connection.send((command, payload))
-        return [connection.recv() for connection in self.connections]
-
-    def _split(self, values, axis: int = 0) -> list:
-        return np.split(np.asarray(values), np.cumsum(self.blocks)[:-1], axis=axis)
-
     def reset(self, seeds: list[int]) -> np.ndarray:
         if self.local is not None:
             return self.local.reset(seeds)
-        return np.concatenate(self._ask("reset", [s.tolist() for s in self._split(seeds)]))
+        for connection, envs in zip(self.connections, self.slices, strict=True):
+            connection.send(("reset", seeds[envs]))
+        return np.concatenate([connection.recv() for connection in self.connections])
+
+    @property
+    def slices(self) -> list[slice]:
+        """The envs of each block, in order."""
+        ends = np.cumsum(self.blocks).tolist()
+        return [slice(end - size, end) for size, end in zip(self.blocks, ends, strict=True)]
+
+    def submit(self, block: int, actions: np.ndarray) -> None:
+        """Start `block`'s envs through each batch of `actions` (steps, block envs, ...) in turn;
+        `collect(block)` returns what they did. A worker steps while the caller works on."""
+        if self.local is not None:
+            self.pending = actions
+        else:
+            self.connections[block].send(("step", actions))
+
+    def collect(self, block: int) -> tuple[np.ndarray, ...]:
+        """What `submit` started: (observations, finals, rewards, terminations, truncations), each
+        (steps, block envs, ...) as `EnvBlock.step` returns them."""
+        if self.local is not None:
+            return self.local.step_many(self.pending)
+        return self.connections[block].recv()
 
     def step_many(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
         """Every env through each batch of `actions` (steps, envs, ...) in turn, in one round trip
-        per worker: (observations, finals, rewards, terminations, truncations), each (steps, envs,
-        ...) as `EnvBlock.step` returns them."""
-        if self.local is not None:
-            return self.local.step_many(actions)
-        replies = self._ask("step", self._split(actions, axis=1))
+        per worker; `collect`'s columns for all envs."""
+        for block, envs in enumerate(self.slices):
+            self.submit(block, actions[:, envs])
+        replies = [self.collect(block) for block in range(len(self.blocks))]
         return tuple(np.concatenate(column, axis=1) for column in zip(*replies, strict=True))
 
     def close(self) -> None:
