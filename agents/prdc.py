@@ -45,6 +45,9 @@ class Config(TD3Config):
     faiss-flat, jax; approximate: faiss-hnsw, faiss-ivf."""
     candidates: int = 32
     """Rows per certified candidate list (exact shortcut in front of the search); 0 = off."""
+    memory: int = 16
+    """Nearest keys the exact FAISS searches keep per row from its last search, to answer the row's
+    later queries exactly without one while the policy's action there moves little; 0 = off."""
     hnsw_m: int = 32
     """faiss-hnsw: graph degree."""
     hnsw_ef_search: int = 64
@@ -56,7 +59,7 @@ class Config(TD3Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        validate_search(self.search, self.k, self.candidates)
+        validate_search(self.search, self.k, self.candidates, self.memory)
 
 
 def prepare(data: Transitions, config: Config) -> DatasetConstraint:
@@ -72,6 +75,7 @@ def prepare(data: Transitions, config: Config) -> DatasetConstraint:
         hnsw_ef_search=config.hnsw_ef_search,
         ivf_lists=config.ivf_lists,
         ivf_nprobe=config.ivf_nprobe,
+        memory=config.memory,
     )
 
 

@@ -10,8 +10,9 @@ matmul peak measured in the same process.
 
 PRDC's cost depends on the data's structure (where neighbours lie), so it is measured on a REAL
 1M-transition dataset (`--prdc-task`): its step time beside TD3+BC's on the same data for every
-neighbour search, the search's share of the step, and the fraction of queries the candidate lists
-certified along a short training run.
+neighbour search, the search's share of the step, its recall@1 against the exact search on the
+warmed-up actor's queries, and the shares of queries the candidate lists certified and the row
+memory answered along a training run (`--prdc-warmup` updates).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from benchmarks import reference_td3bc
 from offrl.agent import DatasetSpec
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions, sample
+from offrl.neighbors import constrained_actions
 from offrl.train import (
     Carry,
     _unbatch_shared,
@@ -167,17 +169,29 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
     return Rates(**{name: chunk / seconds for name, seconds in best.items()})
 
 
-# (label, PRDC config overrides): every search, with and without certified candidate lists.
+# (label, PRDC config overrides): every search, with and without certified candidate lists. The
+# default (None) is timed on the warmed-up constraint: its row memory fills along the run.
 PRDC_SEARCHES = (
-    ("auto = faiss-ivf-exact + candidates", {}),
-    ("faiss-flat + candidates", {"search": "faiss-flat"}),
-    ("jax + candidates", {"search": "jax"}),
-    ("faiss-ivf-exact (every query)", {"candidates": 0}),
-    ("faiss-flat (every query)", {"search": "faiss-flat", "candidates": 0}),
-    ("jax (every query)", {"search": "jax", "candidates": 0}),
-    ("faiss-hnsw (approximate)", {"search": "faiss-hnsw", "candidates": 0}),
-    ("faiss-ivf (approximate)", {"search": "faiss-ivf", "candidates": 0}),
+    ("auto = faiss-ivf-exact + candidates + memory", None),
+    ("faiss-ivf-exact + candidates (no memory)", {"memory": 0}),
+    ("faiss-flat + candidates (no memory)", {"search": "faiss-flat", "memory": 0}),
+    ("jax + candidates", {"search": "jax", "memory": 0}),
+    ("faiss-ivf-exact (every query)", {"candidates": 0, "memory": 0}),
+    ("faiss-flat (every query)", {"search": "faiss-flat", "candidates": 0, "memory": 0}),
+    ("jax (every query)", {"search": "jax", "candidates": 0, "memory": 0}),
+    ("faiss-hnsw (approximate)", {"search": "faiss-hnsw", "candidates": 0, "memory": 0}),
+    ("faiss-ivf (approximate)", {"search": "faiss-ivf", "candidates": 0, "memory": 0}),
 )
+PRDC_REPORT_EVERY = 4_000  # warm-up updates between progress lines
+RECALL_QUERIES = 2_000  # dataset rows queried with the warmed-up actor to measure recall@1
+ANSWERED_BY = ("certified", "remembered")
+
+
+def answered_by(metrics: dict) -> tuple[float, float]:
+    """(certified by the candidate lists, remembered by the row memory): shares of all queries."""
+    shares = (np.nanmean(np.asarray(metrics[f"{name}_fraction"])) for name in ANSWERED_BY)
+    certified, remembered = map(float, shares)
+    return certified, remembered
 
 
 def timed_chunk(agent, carry: Carry, data: Transitions, prepared, updates: int):
@@ -189,8 +203,9 @@ def timed_chunk(agent, carry: Carry, data: Transitions, prepared, updates: int):
 
 
 def prdc_section(task_name: str, warmup: int, chunk: int) -> None:
-    """PRDC beside TD3+BC on real data, after `warmup` PRDC updates (the certificate rate
-    depends on how close pi is to the data, so a fresh actor would mislead)."""
+    """PRDC beside TD3+BC on real data, after `warmup` PRDC updates: how many queries the
+    candidate lists certify depends on how close pi is to the data, and the row memory answers
+    only rows seen before (a row comes back every ~N / 128 updates): a fresh run would mislead."""
     loaded = load_task(task_name)
     td3bc, prdc = AGENTS["td3bc"], AGENTS["prdc"]
     config = prdc.Config()
@@ -204,21 +219,31 @@ def prdc_section(task_name: str, warmup: int, chunk: int) -> None:
     prepared = prepare_agent(prdc, data, config)
     print(f"  constraint built (or read from cache) in {time.perf_counter() - began:.1f} s")
     carry = _unbatch_shared(init_carry(prdc, spec, config, [0]))
-    for done in range(0, warmup, chunk):
+    print("  training step   upd/s  certified  remembered  searched  (shares of actor queries)")
+    for done in range(chunk, warmup + 1, chunk):
         rate, carry, metrics = timed_chunk(prdc, carry, data, prepared, chunk)
-        certified = float(np.nanmean(np.asarray(metrics["certified_fraction"])))
-        print(f"  training step {done + chunk:6d}: {rate:6.1f} upd/s, certified {certified:.3f}")
+        if done % PRDC_REPORT_EVERY == 0 or done + chunk > warmup:
+            certified, remembered = answered_by(metrics)
+            print(
+                f"  {done:13d} {rate:7.1f} {certified:10.3f} {remembered:11.3f} "
+                f"{1 - certified - remembered:9.3f}"
+            )
+    rows = jnp.asarray(np.random.default_rng(0).choice(data.size, RECALL_QUERIES, replace=False))
+    actor = carry.agent.actor
+    seed_params = jax.tree.map(lambda x: x[0], actor.params)
+    policy_actions = actor.apply_fn(seed_params, data.observations[rows])
+    exact = np.asarray(constrained_actions(prepared, rows, policy_actions)[0])
     td3bc_carry = _unbatch_shared(init_carry(td3bc, spec, td3bc.Config(), [0]))
     td3bc_rate, _, _ = timed_chunk(td3bc, td3bc_carry, data, None, chunk)
     print(f"  TD3+BC on the same data: {td3bc_rate:.1f} upd/s")
     print(
-        f"  {'search':40} {'build s':>7} {'upd/s':>7} {'x TD3+BC':>8} {'NN share':>8} "
-        f"{'certified':>9}"
+        f"  {'search':46} {'build s':>7} {'upd/s':>7} {'x TD3+BC':>8} {'NN share':>8} "
+        f"{'certified':>9} {'remembered':>10} {'recall@1':>8}"
     )
     for label, overrides in PRDC_SEARCHES:
-        variant = prdc.Config(**overrides)
+        variant = config if overrides is None else prdc.Config(**overrides)
         began = time.perf_counter()
-        constraint = prepare_agent(prdc, data, variant)
+        constraint = prepared if overrides is None else prepare_agent(prdc, data, variant)
         built = time.perf_counter() - began
         state = carry.replace(agent=carry.agent.replace(config=variant))
         # Exact search of every query (and brute force in JAX, which cannot skip the certified
@@ -227,10 +252,13 @@ def prdc_section(task_name: str, warmup: int, chunk: int) -> None:
         updates = chunk if variant.candidates and not jax_on_cpu else max(chunk // 20, 2)
         rate, _, metrics = timed_chunk(prdc, state, data, constraint, updates)
         ratio = td3bc_rate / rate
-        certified = float(np.nanmean(np.asarray(metrics["certified_fraction"])))
+        certified, remembered = answered_by(metrics)
+        # Same neighbour action as the exact default, on RECALL_QUERIES rows (ties aside).
+        found = np.asarray(constrained_actions(constraint, rows, policy_actions)[0])
+        recall = (found == exact).all(axis=1).mean()
         print(
-            f"  {label:40} {built:7.1f} {rate:7.1f} {ratio:8.2f} {1 - 1 / ratio:8.1%} "
-            f"{certified:9.3f}"
+            f"  {label:46} {built:7.1f} {rate:7.1f} {ratio:8.2f} {1 - 1 / ratio:8.1%} "
+            f"{certified:9.3f} {remembered:10.3f} {recall:8.3f}"
         )
 
 
@@ -244,7 +272,7 @@ def main() -> None:
         default="offrl/halfcheetah/medium-v0",
         help="a real 1M-transition dataset for PRDC ('' skips PRDC)",
     )
-    parser.add_argument("--prdc-warmup", type=int, default=10_000, help="PRDC updates first")
+    parser.add_argument("--prdc-warmup", type=int, default=40_000, help="PRDC updates first")
     parser.add_argument("--size", type=int, default=1_000_000, help="dataset transitions")
     parser.add_argument("--chunk", type=int, default=400, help="updates fused per call")
     parser.add_argument("--seeds", type=int, default=5, help="seeds vmapped together")

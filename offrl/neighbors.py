@@ -18,6 +18,11 @@ If the k-th best distance among the candidates is <= beta * R_b, no other row ca
 answer is exact, computed in JAX from a few dozen rows. Only the queries that cannot be certified go
 to the search backend. Indexes and candidate lists are built once and cached on disk, keyed by a
 hash of the keys themselves (which covers the dataset, its normalisation and beta).
+
+Behind the candidate lists, the exact FAISS searches keep a `RowMemory`: each row's m nearest keys
+from its last search, which answer the row's later queries exactly while the policy's action there
+has moved less than the margin that search left (see `RowMemory`). It lives in the host process
+only: it changes which path answers a query, never the answer.
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ JAX_TILE_ROWS = 65_536  # brute-force tile: a (batch, tile) distance block stays
 # the lists 93% exact and R at 0.84 of the exact radius (median) on 1M halfcheetah rows.
 CANDIDATE_PROBES = 16
 
-# Query function: (constraint, queries (B, D), rows (B,), wanted (B,) bool, upper (B,)) -> the
-# k-th neighbours' actions (B, A); `upper` bounds each squared k-th distance (inf: unknown).
-SearchFn = Callable[..., jax.Array]
+# Query function: (constraint, queries (B, D), rows (B,), wanted (B,) bool, upper (B,)) -> (the
+# k-th neighbours' actions (B, A), remembered (B,) bool: answered by the host's `RowMemory`);
+# `upper` bounds each squared k-th distance (inf: unknown).
+SearchFn = Callable[..., tuple[jax.Array, jax.Array]]
 # Slack on the pruning bounds, so float32 rounding in them can never skip a cell that matters.
 BOUND_SLACK_RELATIVE, BOUND_SLACK_ABSOLUTE = 1e-4, 1e-3
 
@@ -66,10 +72,16 @@ class DatasetConstraint:
     search: SearchFn = flax.struct.field(pytree_node=False)
 
 
-def validate_search(search: str, k: int, candidates: int) -> None:
+def validate_search(search: str, k: int, candidates: int, memory: int = 0) -> None:
     require(search in SEARCHES, f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
     require(k >= 1, f"k (the k-th neighbour is the target) must be >= 1, got {k}")
     require(candidates >= 0, f"candidates must be >= 0 (0 turns them off), got {candidates}")
+    require(
+        memory == 0 or k <= memory < candidates,
+        f"memory must be 0 (off) or between k and candidates - 1 (its searches are bounded by "
+        f"the candidate list), got memory {memory} with k {k} and candidates {candidates}; "
+        "with fewer candidates (or none) set memory 0 too",
+    )
 
 
 def resolve_search(search: str) -> str:
@@ -118,9 +130,11 @@ def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX
     return rows[:, k - 1]
 
 
-def jax_search(constraint: DatasetConstraint, queries, rows, wanted, upper) -> jax.Array:
+def jax_search(
+    constraint: DatasetConstraint, queries, rows, wanted, upper
+) -> tuple[jax.Array, jax.Array]:
     nearest = brute_force_kth(constraint.keys, queries, constraint.k)
-    return constraint.keys[nearest, constraint.state_dim :]
+    return constraint.keys[nearest, constraint.state_dim :], jnp.zeros(rows.shape, bool)
 
 
 # --- FAISS on the host ----------------------------------------------------------------------
@@ -254,39 +268,100 @@ class PrunedIVF:
         return dist2, found  # rows still -1 are searched flat by the caller
 
 
+def faiss_nearest(
+    index, queries: np.ndarray, count: int, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(squared distances, rows) of the `count` nearest keys (-1: an approximate index found
+    fewer). Only the pruned IVF uses the upper bounds; the other indexes have no use for them."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if isinstance(index, PrunedIVF):
+        return index.search(queries, count, upper)
+    return index.search(queries, count)
+
+
 def faiss_kth_rows(
     index, queries: np.ndarray, rows: np.ndarray, k: int, upper: np.ndarray
 ) -> np.ndarray:
-    """k-th neighbour rows; an approximate index that finds fewer than k falls back to the row.
-    Only the pruned IVF uses the upper bounds; the other indexes have no use for them."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if isinstance(index, PrunedIVF):
-        _, found = index.search(queries, k, upper)
-    else:
-        _, found = index.search(queries, k)
-    kth = found[:, k - 1]
+    """k-th neighbour rows; an approximate index that finds fewer than k falls back to the row."""
+    kth = faiss_nearest(index, queries, k, upper)[1][:, k - 1]
     return np.where(kth >= 0, kth, rows).astype(np.int32)
 
 
-def host_search(index, actions: np.ndarray, k: int) -> SearchFn:
+class RowMemory:
+    """Each dataset row's `size` nearest keys from its last exact search, to answer its later
+    queries without one.
+
+    All queries of row b share the state part beta * s_b, so two of them differ only in their
+    action parts, by delta = |a_new - a_old|. The search found the `size` nearest keys of the old
+    query exactly, and every other key at least `outside` (the next one's distance) from it, so at
+    least `outside - delta` from the new query. If the k-th nearest of the kept keys, re-scored, is
+    within that, it is the exact answer. A search for `size + 1` keys needs a bound on their
+    distance: the (size + 1)-th nearest of the row's certified candidates gives one.
+    """
+
+    def __init__(self, keys: np.ndarray, state_dim: int, candidates: np.ndarray, size: int):
+        self.keys, self.state_dim, self.candidates, self.size = keys, state_dim, candidates, size
+        self.nearest = np.zeros((len(keys), size), np.int32)
+        self.outside = np.full(len(keys), -np.inf, np.float32)  # -inf: never searched
+        self.actions = np.zeros((len(keys), keys.shape[1] - state_dim), np.float32)
+
+    def recall(
+        self, queries: np.ndarray, rows: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(k-th nearest rows, certified): exact wherever certified."""
+        kept = self.nearest[rows]
+        dist = np.linalg.norm(self.keys[kept] - queries[:, None], axis=-1)
+        order = np.argsort(dist, axis=1, kind="stable")[:, k - 1 : k]
+        kth_dist = np.take_along_axis(dist, order, axis=1)[:, 0]
+        moved = np.linalg.norm(queries[:, self.state_dim :] - self.actions[rows], axis=1)
+        reach = kth_dist * (1.0 + BOUND_SLACK_RELATIVE) + BOUND_SLACK_ABSOLUTE
+        return np.take_along_axis(kept, order, axis=1)[:, 0], reach <= self.outside[rows] - moved
+
+    def search(self, index, queries: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+        """k-th nearest rows by an exact search of `size + 1` keys, which are then kept."""
+        around = self.keys[self.candidates[rows]] - queries[:, None]
+        upper = np.partition((around**2).sum(-1), self.size, axis=1)[:, self.size]
+        dist2, found = faiss_nearest(index, queries, self.size + 1, upper)
+        self.nearest[rows] = found[:, : self.size]
+        self.outside[rows] = np.sqrt(np.maximum(dist2[:, self.size], 0.0))
+        self.actions[rows] = queries[:, self.state_dim :]
+        return found[:, k - 1]
+
+
+def host_search(
+    index, keys: np.ndarray, state_dim: int, k: int, memory: RowMemory | None
+) -> SearchFn:
     """A search that calls FAISS through `jax.pure_callback`, only for the wanted queries, and
-    returns the neighbours' actions from a host copy (the callback touches no device array).
+    returns the neighbours' actions from the host copy of the keys (the callback touches no device
+    array). With a `memory` (exact searches only), queries it can certify skip the search.
 
     Under the training loop's vmap over seeds, all seeds' queries arrive in one call.
     """
+    actions = keys[:, state_dim:]
 
     def on_host(queries, rows, wanted, upper):
         queries, rows, wanted = np.asarray(queries), np.asarray(rows), np.asarray(wanted)
         nearest = rows.astype(np.int64)  # unwanted queries are answered elsewhere: any row will do
+        remembered = np.zeros(rows.shape, bool)
         if wanted.any():
-            upper = np.asarray(upper)[wanted]
-            nearest[wanted] = faiss_kth_rows(index, queries[wanted], rows[wanted], k, upper)
-        return actions[nearest]
+            asked, asked_rows = queries[wanted], rows[wanted]
+            if memory is None:
+                upper = np.asarray(upper)[wanted]
+                nearest[wanted] = faiss_kth_rows(index, asked, asked_rows, k, upper)
+            else:
+                found, known = memory.recall(asked, asked_rows, k)
+                if not known.all():
+                    found[~known] = memory.search(index, asked[~known], asked_rows[~known], k)
+                nearest[wanted], remembered[wanted] = found, known
+        return actions[nearest], remembered
 
-    def search(constraint: DatasetConstraint, queries, rows, wanted, upper) -> jax.Array:
-        shape = jax.ShapeDtypeStruct((*rows.shape, actions.shape[1]), jnp.float32)
+    def search(constraint: DatasetConstraint, queries, rows, wanted, upper):
+        shapes = (
+            jax.ShapeDtypeStruct((*rows.shape, actions.shape[1]), jnp.float32),
+            jax.ShapeDtypeStruct(rows.shape, jnp.bool_),
+        )
         return jax.pure_callback(
-            on_host, shape, queries, rows, wanted, upper, vmap_method="expand_dims"
+            on_host, shapes, queries, rows, wanted, upper, vmap_method="expand_dims"
         )
 
     return search
@@ -418,13 +493,20 @@ def build_constraint(
     hnsw_ef_search: int = 64,
     ivf_lists: int = 4096,
     ivf_nprobe: int = 16,
+    memory: int = 0,
 ) -> DatasetConstraint:
-    """The constraint over normalised `states` and `actions` (host arrays, a row per transition)."""
-    validate_search(search, k, candidates)
+    """The constraint over normalised `states` and `actions` (host arrays, a row per transition).
+    `memory` keys per row are kept by the exact FAISS searches (see `RowMemory`; 0 = off)."""
+    validate_search(search, k, candidates, memory)
     states = np.asarray(states, dtype=np.float32)
     keys = np.ascontiguousarray(
         np.concatenate([beta * states, np.asarray(actions, dtype=np.float32)], axis=1)
     )
+    if candidates:
+        rows, radius = state_candidates(states, max(candidates, k))
+        radius = beta * radius
+    else:
+        rows, radius = np.zeros((len(keys), 0), np.int32), np.zeros(len(keys), np.float32)
     search = resolve_search(search)
     if search == "jax":
         search_fn: SearchFn = jax_search
@@ -434,12 +516,9 @@ def build_constraint(
             index.hnsw.efSearch = max(hnsw_ef_search, k)
         elif search == "faiss-ivf":
             index.nprobe = ivf_nprobe
-        search_fn = host_search(index, np.asarray(actions, dtype=np.float32), k)
-    if candidates:
-        rows, radius = state_candidates(states, max(candidates, k))
-        radius = beta * radius
-    else:
-        rows, radius = np.zeros((len(keys), 0), np.int32), np.zeros(len(keys), np.float32)
+        exact = search in EXACT_SEARCHES
+        kept = RowMemory(keys, states.shape[1], rows, memory) if memory and exact else None
+        search_fn = host_search(index, keys, states.shape[1], k, kept)
     return DatasetConstraint(
         keys=jnp.asarray(keys),
         candidates=jnp.asarray(rows),
@@ -455,24 +534,26 @@ def neighbour_actions(
 ) -> tuple[jax.Array, dict]:
     """Actions of the k-th nearest keys to (beta * s_row, pi(s_row)), as constants for the loss.
 
-    Reports the fraction of queries the candidate lists certified (0 when they are off: every
-    query then goes to the search backend).
+    Reports the fractions of queries the candidate lists certified (0 when they are off: every
+    query then goes to the search backend) and the host's `RowMemory` answered; the rest were
+    searched.
     """
     policy_actions = jax.lax.stop_gradient(policy_actions)
     queries = jnp.concatenate([hood.keys[:, : constraint.state_dim], policy_actions], -1)
     if constraint.candidates.shape[1]:
         best, upper, certified = certified_candidates(constraint, hood, queries)
-        searched = constraint.search(constraint, queries, hood.rows, ~certified, upper)
-        targets = jnp.where(certified[:, None], best, searched)
+        found, remembered = constraint.search(constraint, queries, hood.rows, ~certified, upper)
+        targets = jnp.where(certified[:, None], best, found)
         certified_fraction = certified.mean()
     else:
         # The row's own key is a dataset key: its distance bounds the nearest one's.
         own = ((hood.keys - queries) ** 2).sum(-1)
         upper = own if constraint.k == 1 else jnp.full(own.shape, jnp.inf)
         wanted = jnp.ones(own.shape, bool)
-        targets = constraint.search(constraint, queries, hood.rows, wanted, upper)
+        targets, remembered = constraint.search(constraint, queries, hood.rows, wanted, upper)
         certified_fraction = jnp.zeros(())
-    return jax.lax.stop_gradient(targets), {"certified_fraction": certified_fraction}
+    metrics = {"certified_fraction": certified_fraction, "remembered_fraction": remembered.mean()}
+    return jax.lax.stop_gradient(targets), metrics
 
 
 def constrained_actions(

@@ -81,6 +81,41 @@ def test_candidates_answer_uncertified_queries_through_the_backend(table):
     np.testing.assert_array_equal(np.asarray(targets), expected)
 
 
+@pytest.mark.parametrize("search", ["faiss-ivf-exact", "faiss-flat"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_row_memory_answers_revisited_rows_exactly(table, search, k):
+    """Revisits whose action moved little are answered from the row's last search; far moves
+    are searched again. Every answer equals numpy's brute force."""
+    states, actions, rows, policy_actions = table
+    constraint = build_constraint(
+        states, actions, beta=0.1, k=k, search=search, candidates=8, memory=4, ivf_lists=32
+    )
+    step = jax.jit(constrained_actions)
+    rng = np.random.default_rng(5)
+    remembered = []
+    for move in (0.0, 0.01, 0.01, 1.0):
+        policy_actions = policy_actions + move * rng.standard_normal(policy_actions.shape)
+        policy_actions = policy_actions.astype(np.float32)
+        targets, metrics = step(constraint, jnp.asarray(rows), jnp.asarray(policy_actions))
+        expected = numpy_kth_action(states, actions, rows, policy_actions, 0.1, k)
+        np.testing.assert_array_equal(np.asarray(targets), expected)
+        remembered.append(float(metrics["remembered_fraction"]))
+        assert remembered[-1] + float(metrics["certified_fraction"]) <= 1.0
+    first, small, smaller, far = remembered
+    assert first < 0.05  # only rows drawn twice in the first batch
+    assert small > 0.3 and smaller > 0.3 and far < small
+
+
+def test_row_memory_needs_longer_candidate_lists():
+    with pytest.raises(ConfigError, match="memory must be 0"):
+        PRDC.Config(candidates=16, memory=16)
+    with pytest.raises(ConfigError, match="set memory 0 too"):
+        PRDC.Config(candidates=0)
+    with pytest.raises(ConfigError, match="between k and"):
+        PRDC.Config(k=3, memory=2)
+    assert PRDC.Config(candidates=0, memory=0).memory == 0
+
+
 def test_candidate_radius_bounds_every_row_outside_the_list():
     """The IVF path (used for large datasets) must give a radius no outside row beats."""
     rng = np.random.default_rng(1)
@@ -128,9 +163,10 @@ def test_approximate_searches_have_high_measured_recall(table, search):
     queries = jnp.concatenate([queries, jnp.asarray(policy_actions)], axis=1)
     exact = actions[np.asarray(exact_kth_rows(constraint.keys, queries))]
     wanted, unbounded = jnp.ones(QUERIES, bool), jnp.full(QUERIES, jnp.inf)
-    found = constraint.search(constraint, queries, jnp.asarray(rows), wanted, unbounded)
+    found, remembered = constraint.search(constraint, queries, jnp.asarray(rows), wanted, unbounded)
     recall = (np.asarray(found) == exact).all(axis=1).mean()  # random actions: one row each
     assert 0.9 <= recall <= 1.0, f"{search} recall@1 = {recall}"
+    assert not np.asarray(remembered).any()  # an approximate search keeps no row memory
 
 
 def test_built_indexes_are_cached_by_the_keys(table):
@@ -241,6 +277,7 @@ def test_a_short_real_run_two_seeds_in_one_program(loaded, tmp_path):
     assert [(r["seed"], r["step"]) for r in records] == [(0, 50), (1, 50), (0, 100), (1, 100)]
     assert all(np.isfinite(r["return"]) and np.isfinite(r["losses"]["bc_loss"]) for r in records)
     assert all(0.0 <= r["losses"]["certified_fraction"] <= 1.0 for r in records)
+    assert all(0.0 <= r["losses"]["remembered_fraction"] <= 1.0 for r in records)
     alone = run(loaded, None, 100, seeds=(0,), search="faiss-flat")
     jax.tree.map(
         lambda both, one: np.testing.assert_allclose(both[0], one[0], rtol=1e-5, atol=1e-6),
@@ -255,6 +292,16 @@ def test_resume_reuses_the_cached_index(loaded, tmp_path):
     run(loaded, tmp_path / "parts", 100, search="faiss-hnsw")
     resumed = run(loaded, tmp_path / "parts", 150, search="faiss-hnsw")
     assert {p: p.stat().st_mtime_ns for p in cache_dir().iterdir()} == cached
+    assert [r["return"] for r in resumed.records] == [
+        r["return"] for r in uninterrupted.records if r["step"] == 150
+    ]
+
+
+def test_resume_with_row_memory_equals_uninterrupted(loaded, tmp_path):
+    """The memory is lost on resume; it changes which path answers a query, never the answer."""
+    uninterrupted = run(loaded, tmp_path / "whole", 150, search="faiss-ivf-exact")
+    run(loaded, tmp_path / "parts", 100, search="faiss-ivf-exact")
+    resumed = run(loaded, tmp_path / "parts", 150, search="faiss-ivf-exact")
     assert [r["return"] for r in resumed.records] == [
         r["return"] for r in uninterrupted.records if r["step"] == 150
     ]
