@@ -205,11 +205,11 @@ def rollout(
     }
     dtype = space.dtype
 
-    def record(steps: slice, block: slice, seen, actions, stepped: tuple[np.ndarray, ...]) -> None:
+    def record(at: slice, block: slice, seen, actions, stepped: tuple[np.ndarray, ...]) -> None:
         _, final, rewards, terminations, truncations = stepped
         row = (seen, final, actions, rewards, terminations, truncations)
         for name, value in zip(columns, row, strict=True):
-            columns[name][steps, block] = value
+            columns[name][at, block] = value
 
     def played(step: int, count: int) -> int:
         return count * num_envs - (num_envs - last if step + count == steps else 0)

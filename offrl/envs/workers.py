@@ -83,6 +83,7 @@ class BlockVectorEnv:
     def __init__(self, env_spec: EnvSpec, num_envs: int, workers: int):
         self.blocks = [len(b) for b in np.array_split(np.arange(num_envs), workers) if len(b)]
         self.local = EnvBlock(env_spec, num_envs) if len(self.blocks) == 1 else None
+        self.pending: np.ndarray | None = None  # the local block's submitted actions
         self.connections: list[Connection] = []
         self.processes = []
         context = multiprocessing.get_context("spawn")  # fork is unsafe once JAX runs threads
