@@ -214,7 +214,7 @@ def rollout(
     def played(step: int, count: int) -> int:
         return count * num_envs - (num_envs - last if step + count == steps else 0)
 
-    def play_uniform(envs: BlockVectorEnv, params, observations, step: int, end: int):
+    def play_uniform(envs: BlockVectorEnv, observations, step: int, end: int):
         """Uniform random steps, many per round trip (they need no observation)."""
         while step < end:
             count = min(RANDOM_CHUNK, end - step)
@@ -259,9 +259,10 @@ def rollout(
         observations = envs.reset(env_seeds)
         step = 0
         for segment, end in zip(segments, ends.tolist(), strict=True):
-            if step < end:
-                play = play_uniform if segment.params is None else play_policy
-                observations = play(envs, segment.params, observations, step, end)
+            if step < end and segment.params is None:
+                observations = play_uniform(envs, observations, step, end)
+            elif step < end:
+                observations = play_policy(envs, segment.params, observations, step, end)
             step = end
     finally:
         envs.close()
