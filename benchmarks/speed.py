@@ -6,7 +6,8 @@ which cost the same as real ones for a dense update), batch 256:
   - one seed, `--chunk` updates fused in one lax.scan (offrl's loop),
   - five seeds vmapped in that scan (per-seed and total rates),
 plus the FLOPs of one update (XLA cost analysis) and the achieved GFLOP/s against a float32
-matmul peak measured in the same process. Where the updates' compiler options differ from XLA's
+matmul peak measured in the same process; for TD3+BC, a JAX-CORL-style update beside it, with its
+FLOPs and share of that peak. Where the updates' compiler options differ from XLA's
 defaults (CPU: Eigen dots, see `offrl.train.update_compiler_options`), the fused scan and the
 JAX-CORL-style reference are also timed with the defaults, so the options' share is printed.
 
@@ -108,6 +109,14 @@ def flops_per_update(agent, state, data: Transitions, batch_size: int) -> float:
     critic = flops(agent.update_critic, state, batch, key)
     actor = flops(agent.update_actor, state, batch)
     return critic + actor / state.config.policy_freq
+
+
+def reference_flops_per_update(data: Transitions) -> float:
+    """XLA's FLOP count of one JAX-CORL-style update, averaged over its unrolled call."""
+    nets = reference_td3bc.init(jax.random.PRNGKey(0), OBS_DIM, ACTION_DIM)
+    update_n = reference_td3bc.make_update_n(REFERENCE_UNROLL)
+    compiled = update_n.lower(nets, data, jax.random.PRNGKey(1)).compile()
+    return float(compiled.cost_analysis()["flops"]) / REFERENCE_UNROLL
 
 
 @dataclass
@@ -350,10 +359,12 @@ def main() -> None:
                 f"options x{rates.fused / rates.fused_xla_dots:.2f}"
             )
         if rates.reference is not None:
+            reference_gflop = reference_flops_per_update(data) / 1e9
             print(
                 f"  JAX-CORL-style TD3+BC ({REFERENCE_UNROLL} unrolled updates per call, XLA's "
-                f"defaults): {rates.reference:.1f} upd/s; offrl fused / JAX-CORL-style = "
-                f"{rates.fused / rates.reference:.2f}x"
+                f"defaults): {rates.reference:.1f} upd/s, {reference_gflop:.3f} GFLOP/upd, "
+                f"{100 * reference_gflop * rates.reference / peak:.1f}% of the peak; offrl fused "
+                f"/ JAX-CORL-style = {rates.fused / rates.reference:.2f}x"
             )
         if rates.reference_same_dots is not None:
             print(

@@ -139,7 +139,7 @@ def prepare_agent(agent: ModuleType, data: Transitions, config: Any) -> Any:
     return None if prepare is None else prepare(data, config)
 
 
-# XLA's CPU default sends dots to YNNPACK; with Eigen's, the batch-256 updates ran 7-19% faster.
+# Eigen's dots ran batch-256 updates x0.97-1.19 as fast as XLA's default (YNNPACK) on two VMs.
 EIGEN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
