@@ -322,15 +322,16 @@ def main() -> None:
     data = random_dataset(args.size)
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak (best of 512/1024/2048 square): {peak:.1f} GFLOP/s")
-    chain = layer_chain_gflops(update_compiler_options())
+    options = update_compiler_options()
+    chain = layer_chain_gflops(options)
     print(
         f"batch-256 layer chain ((256x256) @ (256x256) + ReLU, 200 deep): {chain:.1f} GFLOP/s "
         f"= {chain / peak:.0%} of the peak, the ceiling for an update's hidden layers"
     )
-    if update_compiler_options() is not None:
+    if options is not None:
         default_chain = layer_chain_gflops(None)
         print(
-            f"  the updates are compiled with {update_compiler_options()}; with XLA's default "
+            f"  the updates are compiled with {options}; with XLA's default "
             f"dots the chain runs {default_chain:.1f} GFLOP/s ({default_chain / peak:.0%})"
         )
     print(

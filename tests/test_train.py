@@ -216,8 +216,8 @@ def test_seed_zero_of_two_equals_a_one_seed_run(loaded, two_seed_run):
 
 
 def test_the_scan_on_cpu_takes_eigen_dots_with_the_numbers_of_xla_default_dots(loaded):
-    """XLA's CPU default sends dots to YNNPACK; the scan asks for Eigen's, faster at batch 256
-    (`make bench-speed`). Both are exact float32 matmuls: 50 full-size updates agree to rounding."""
+    """XLA's CPU default sends dots to YNNPACK; the scan asks for Eigen's, faster at batch 256 on
+    some CPUs (`make bench-speed`). Both are exact float32 matmuls: 50 updates agree to rounding."""
     if update_compiler_options() is None:
         pytest.skip("the backend is not a CPU with YNNPACK dots: the scan takes XLA's defaults")
     config = TD3BC.Config()
