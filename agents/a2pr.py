@@ -17,8 +17,10 @@ follows the code (ALGORITHMS.md 4.2):
 - the paper filters the VAE's data by 1(A(s, a) > eps_A); the code's threshold is 0 (strict ">");
 - V is fitted by plain MSE to min(y_cur, y_tgt): the expectile-0.8 loss of the official Value
   class is never called, so V is a pessimistic value of the learned policy, not of the data's;
-- the BC weight counts the candidates that beat V (0, mask or 2 x mask), ">=" for the VAE action
-  and ">" for the dataset action; ties in the advantage comparison go to the VAE action;
+- the BC weight is mask where either candidate beats V and 0 where neither does, ">=" for the VAE
+  action and ">" for the dataset action: the code adds the two conditions as bool tensors, which
+  in PyTorch is a logical OR, so a row where both beat V still weighs mask, never 2 x mask; ties in
+  the advantage comparison go to the VAE action;
 - the VAE reconstruction of pi(s) is not detached, so the BC gradient also reaches the actor
   through the VAE (whose parameters only the VAE step changes).
 """
@@ -51,6 +53,9 @@ from offrl.td3 import (
     twin_mse_loss,
 )
 
+# Bumped whenever `update` changes what it computes. 2: the BC weight is mask x OR, not a sum.
+BEHAVIOR_VERSION = 2
+
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):
@@ -68,7 +73,7 @@ class Config(TD3Config):
     vae_weight: float = 1.0
     """Weight of the advantage-filtered reconstruction term of the VAE loss."""
     mask: float = 0.5
-    """BC weight per candidate action that beats V(s): a row's weight is 0, mask or 2 * mask."""
+    """BC weight of a row where either candidate action beats V(s); 0 where neither does."""
     value_lr: float = 3e-4
     """Adam learning rate of the value network (fixed at 3e-4 in the official code)."""
     vae_lr: float = 1e-3
@@ -166,13 +171,14 @@ def advantage_guided_target(recon_pi, actions, q_recon, q_data, v, mask: float):
     """The BC target and per-row weight of A2PR's actor loss.
 
     Target: the VAE reconstruction of pi(s) if A(s, recon) >= A(s, a) (ties go to the VAE
-    action), else the dataset action. Weight: mask x (number of candidates that beat V), with
-    ">=" for the VAE action and ">" for the dataset action, as in the code. Both advantages
+    action), else the dataset action. Weight: mask where Q1(s, recon) >= V(s) or Q1(s, a) > V(s),
+    else 0. The official `mask * (adv_pi + adv_action)` adds two bool tensors, a logical OR in
+    PyTorch, so a row where both candidates beat V weighs mask, not 2 x mask. Both advantages
     share V(s), so the selection is Q1(s, recon) >= Q1(s, a); the weights are constants.
     """
     use_vae = (q_recon - v) >= (q_data - v)
     target = jnp.where(use_vae[:, None], recon_pi, actions)
-    weight = mask * ((q_recon >= v).astype(v.dtype) + (q_data > v).astype(v.dtype))
+    weight = mask * ((q_recon >= v) | (q_data > v)).astype(v.dtype)
     return target, jax.lax.stop_gradient(weight), use_vae
 
 

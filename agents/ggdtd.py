@@ -46,6 +46,10 @@ NUM_CRITICS = 2
 """Twin ensembles, as TD3's (and GGD-SAC's) twin critics."""
 
 
+# Bumped whenever `update` changes what it computes: runs of other versions are never mixed.
+BEHAVIOR_VERSION = 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):
     """TD3+BC's official defaults (ALGORITHMS.md 2.1) plus the GGD-TD critic (5.3-5.5)."""

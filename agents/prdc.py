@@ -1,4 +1,4 @@
-"""PRDC (Ran et al., ICML 2023), faithful to the official code `ryanxhr/PRDC`.
+"""PRDC (Ran et al., ICML 2023), faithful to the official code `LAMDA-RL/PRDC`.
 
 TD3+BC whose behaviour-cloning target is not the sampled row's action but the action of the k-th
 nearest (beta * state, action) pair of the WHOLE dataset, queried with (beta * s, pi(s)):
@@ -29,14 +29,23 @@ from offrl.neighbors import (
 )
 from offrl.td3 import TD3Config, first_member, normalized_q_bc_loss, polyak, td3_update
 
-__all__ = ["Config", "State", "act", "init", "prepare", "update"]
+__all__ = ["BEHAVIOR_VERSION", "Config", "State", "act", "init", "prepare", "update"]
+
+
+# Bumped whenever `update` (td3bc's critic step included) changes what it computes.
+BEHAVIOR_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):
-    """TD3+BC's defaults plus the dataset constraint; per-task alpha/beta live in benchmarks/."""
+    """TD3+BC's defaults plus the dataset constraint; per-task alpha/beta live in benchmarks/.
 
-    beta: float = 2.0
+    beta defaults to 1.0, the official command line's default (`utils/config.py`), which every
+    official run without a README line uses (the PRDC class's own keyword default, 2, is never
+    reached: the command line always passes its value).
+    """
+
+    beta: float = 1.0
     """Weight of the state part of the (beta * state, action) keys."""
     k: int = 1
     """The k-th nearest pair is the target (the official code's `[k]` index; 1 = nearest)."""

@@ -29,6 +29,9 @@ from offrl.td3 import (
     twin_mse_loss,
 )
 
+# Bumped whenever `update` changes what it computes: runs of other versions are never mixed.
+BEHAVIOR_VERSION = 1
+
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):

@@ -58,12 +58,20 @@ class Agent(Protocol):
     """
 
     Config: type
+    BEHAVIOR_VERSION: int
+    """Bumped whenever `update` changes what it computes; stored with every run, so results of
+    different versions are never resumed into one another or shown side by side."""
 
     def init(self, key: jax.Array, spec: DatasetSpec, config: Any) -> Any: ...
 
     def update(self, state: Any, batch: Any, key: jax.Array) -> tuple[Any, dict]: ...
 
     def act(self, state: Any, observations: jax.Array) -> jax.Array: ...
+
+
+def behavior_version(agent: Any) -> int:
+    """The agent module's BEHAVIOR_VERSION; an agent that declares none is at its first, 1."""
+    return int(getattr(agent, "BEHAVIOR_VERSION", 1))
 
 
 def config_from_dict(config_type: type, values: dict) -> Any:

@@ -2,8 +2,8 @@
 
 Each run is one `fit` call (the group's seeds vmapped in one program) in its own folder under
 `<results>/runs/`, so an interrupted bench resumes every unfinished run from its checkpoint.
-Finished (agent, task, seed, config, protocol, dataset checksum) keys in the store are skipped
-unless `force`.
+Finished (agent and its behaviour version, task, seed, config, protocol, dataset checksum) keys in
+the store are skipped unless `force`.
 Executors: `local` (in this process, or `workers` processes) and `ray` (one Ray task per run).
 """
 
@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from agents import AGENTS
 from benchmarks.configs import PROFILES, Profile, config_for
 from offrl import store
+from offrl.agent import behavior_version
 from offrl.data import minari_io
 from offrl.data.registry import known_task_names, load_task, resolve_task
 from offrl.errors import ConfigError, DatasetError
@@ -48,12 +49,18 @@ class RunSpec:
     def label(self) -> str:
         return f"{self.agent} {self.task} seeds {','.join(map(str, self.seeds))}"
 
+    @property
+    def behavior_version(self) -> int:
+        return behavior_version(AGENTS[self.agent])
+
     def run_dir(self, results: Path) -> Path:
-        """One folder per (agent, task, protocol, config, dataset, seeds): `fit` resumes only its
-        own."""
+        """One folder per (agent and its behaviour version, task, protocol, config, dataset,
+        seeds): `fit` resumes only its own."""
         config_part = store.config_hash(self.config)[:8]
         protocol_part = store.protocol_hash(self.protocol)[:8]
-        parts = f"{protocol_part}-{config_part}-d{self.dataset_checksum[:8]}"
+        parts = (
+            f"{protocol_part}-{config_part}-d{self.dataset_checksum[:8]}-b{self.behavior_version}"
+        )
         seeds = "_".join(map(str, self.seeds))
         return results / "runs" / self.agent / self.task / f"{parts}-s{seeds}"
 
@@ -71,7 +78,8 @@ def plan(
         for agent in profile.agents:
             config = config_for(agent, task)
             config_key = store.config_hash(config)
-            key = functools.partial(store.RunKey, agent, task)
+            version = behavior_version(AGENTS[agent])
+            key = functools.partial(store.RunKey, agent, version, task)
             seeds = tuple(
                 seed
                 for seed in profile.seeds

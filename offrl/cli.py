@@ -329,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             return bench.main(rest)
         if verb == "leaderboard":
             from offrl import leaderboard
+            from offrl.agent import behavior_version
 
-            return leaderboard.main(rest)
+            versions = {name: behavior_version(a) for name, a in _agents().items()}
+            return leaderboard.main(rest, versions)
         return data(rest)
     except OffrlError as err:
         print(f"offrl: error: {err}", file=sys.stderr)

@@ -7,11 +7,12 @@ never interleave and none is lost; readers take a shared lock, so they never see
 parse is reported with its file and line number rather than skipped, so a number never silently
 disappears from the leaderboard.
 
-A run is identified by its `RunKey`: agent, task, seed, the hash of its config, the hash of its
-protocol (steps, evaluation interval, episodes) and the checksum of the dataset it trained on.
-The protocol is part of the key so that a short smoke run never stands in for the full benchmark
-of the same config; the checksum, so that a run on a remade dataset never stands in for one on
-the current data.
+A run is identified by its `RunKey`: agent, the agent's behaviour version, task, seed, the hash of
+its config, the hash of its protocol (steps, evaluation interval, episodes) and the checksum of the
+dataset it trained on. The protocol is part of the key so that a short smoke run never stands in
+for the full benchmark of the same config; the checksum, so that a run on a remade dataset never
+stands in for one on the current data; the behaviour version, so that a run of an agent whose
+update has changed since never stands in for one of the current agent.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import numpy as np
 
 from offrl.errors import OffrlError
 
-SCHEMA = 1
+SCHEMA = 2
+# Schema 1 records predate behaviour versions: every agent was then at its first, 1.
+SCHEMA_1_BEHAVIOR_VERSION = 1
 FINAL_WINDOW = 10  # TD3+BC's rule: the final score is the mean of the last 10 evaluations
 DEFAULT_STORE = Path("results/runs.jsonl")
 PROTOCOL_FIELDS = ("steps", "eval_every", "eval_episodes")
@@ -45,6 +48,7 @@ class RunKey(NamedTuple):
     """What makes two runs the same experiment: re-running a stored key is skipped."""
 
     agent: str
+    behavior_version: int
     task: str
     seed: int
     config_hash: str
@@ -97,10 +101,12 @@ class RunRecord:
     `score_kind` is "normalized_score", raw episode returns when it is "return" (a task without
     reference scores). `wall_s` is the wall time of the `offrl train` invocation that finished the
     run, shared by all `run_seeds` trained together (vmapped); `updates_per_s` is gradient updates
-    per second per seed over the whole run, evaluation excluded.
+    per second per seed over the whole run, evaluation excluded. `behavior_version` is the
+    agent's BEHAVIOR_VERSION when it trained.
     """
 
     agent: str
+    behavior_version: int
     task: str
     seed: int
     dataset_checksum: str
@@ -130,6 +136,7 @@ class RunRecord:
     def key(self) -> RunKey:
         return RunKey(
             self.agent,
+            self.behavior_version,
             self.task,
             self.seed,
             self.config_hash,
@@ -149,9 +156,11 @@ class RunRecord:
     def from_dict(cls, data: Mapping[str, Any], where: str) -> RunRecord:
         """A record from its JSON object; `where` names the file and line in errors."""
         names = {f.name for f in dataclasses.fields(cls)}
+        if data.get("schema") == 1 and "behavior_version" not in data:
+            data = {**data, "behavior_version": SCHEMA_1_BEHAVIOR_VERSION, "schema": SCHEMA}
         if data.get("schema") != SCHEMA:
             raise StoreError(
-                f"{where}: record schema {data.get('schema')!r}, this offrl reads {SCHEMA}"
+                f"{where}: record schema {data.get('schema')!r}, this offrl reads 1 and {SCHEMA}"
             )
         missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
         if missing or unknown:
@@ -317,6 +326,7 @@ def record_from_run_dir(
     protocol = protocol_of(manifest)
     return RunRecord(
         agent=manifest["agent"],
+        behavior_version=int(manifest.get("behavior_version", SCHEMA_1_BEHAVIOR_VERSION)),
         task=manifest["task"],
         seed=int(seed),
         dataset_checksum=manifest["checksum"],

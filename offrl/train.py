@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import __version__
-from offrl.agent import DatasetSpec
+from offrl.agent import DatasetSpec, behavior_version
 from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import (
     ObsNormalizer,
@@ -294,6 +294,14 @@ def _check_resume(run_dir: Path, manifest: dict) -> dict | None:
                 f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} there, "
                 f"{manifest.get(key)!r} now); resume it with the same settings or pass a new --out"
             )
+    # A run folder from before versions were recorded was trained by version 1.
+    if stored.get("behavior_version", 1) != manifest["behavior_version"]:
+        raise ConfigError(
+            f"{run_dir} holds a run trained by {stored['agent']} behaviour version "
+            f"{stored.get('behavior_version', 1)}; this offrl's {manifest['agent']} is version "
+            f"{manifest['behavior_version']} (its update changed since), so the run cannot be "
+            "resumed: pass a new --out"
+        )
     return stored
 
 
@@ -333,6 +341,7 @@ def fit(
     name = agent_name(agent)
     manifest = {
         "agent": name,
+        "behavior_version": behavior_version(agent),
         "task": None if task is None else task.name,
         "config": dataclasses.asdict(config),
         "seeds": seeds,
@@ -372,7 +381,12 @@ def fit(
         "total_steps": protocol.steps,
         "batch_size": config.batch_size,
     }
-    base = {"agent": name, "task": manifest["task"], "protocol": protocol_record}
+    base = {
+        "agent": name,
+        "behavior_version": manifest["behavior_version"],
+        "task": manifest["task"],
+        "protocol": protocol_record,
+    }
     policy = act_fn(agent, carry, normalizer)
     prepared = prepare_agent(agent, data, config)
     envs = None

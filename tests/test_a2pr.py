@@ -99,9 +99,10 @@ def test_bc_target_and_weight_on_hand_computed_rows():
     # Ties (rows 1 and 4) go to the VAE action.
     np.testing.assert_array_equal(use_vae, [True, True, False, True, True, False])
     np.testing.assert_array_equal(target[:, 0], [7.0, 7.0, -7.0, 7.0, 7.0, -7.0])
-    # mask x (1{Q1(s, recon) >= V} + 1{Q1(s, a) > V}): double when both beat V, none when neither;
-    # at Q1 = V exactly the VAE action counts (>=) and the dataset action does not (>).
-    np.testing.assert_allclose(weight, [0.8, 0.8, 0.4, 0.0, 0.4, 0.4], rtol=1e-6)
+    # mask where 1{Q1(s, recon) >= V} OR 1{Q1(s, a) > V} (the official bool + bool), none where
+    # neither: a row where both beat V weighs mask, not 2 x mask. At Q1 = V exactly the VAE action
+    # counts (>=) and the dataset action does not (>).
+    np.testing.assert_allclose(weight, [0.4, 0.4, 0.4, 0.0, 0.4, 0.4], rtol=1e-6)
 
 
 def test_rows_where_neither_candidate_beats_v_get_no_bc_gradient():
@@ -240,6 +241,58 @@ def test_actor_gradient_flows_through_the_vae_reconstruction(trained, batch):
     differences = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), g_through, g_detached)
     assert max(jax.tree.leaves(differences)) > 1e-6
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(g_through))
+
+
+def test_one_actor_update_weighs_a_row_by_mask_once_when_both_candidates_beat_v(trained, batch):
+    """One actor step against the loss written out by hand, with per-row weights counted in numpy.
+
+    V is shifted so that the batch holds rows where both candidates, one, or neither beat V; the
+    official weight is mask on the first two kinds (bool + bool is an OR in PyTorch), 0 on the last.
+    """
+    c = trained.config
+    _, key = jax.random.split(trained.rng)  # the draw update_actor makes for the VAE's z
+    obs, actions = batch.observations, batch.actions
+    pi = A2PR.act(trained, obs)
+    recon = trained.vae.apply_fn(trained.vae.params, obs, pi, key)[0]
+    q_recon = np.asarray(A2PR.q1(trained, obs, recon))
+    q_data = np.asarray(A2PR.q1(trained, obs, actions))
+    v = np.asarray(A2PR.state_value(trained.value, trained.value_params_before, obs))
+    # A constant added to V's output bias: half the rows then have both candidates above V.
+    shift = float(np.median(np.minimum(q_recon, q_data) - v))
+    shifted = jax.tree.map(
+        lambda p: p + shift if p.shape == (1,) else p, trained.value_params_before
+    )
+    state = trained.replace(value_params_before=shifted)
+    v = v + shift
+    both = (q_recon >= v) & (q_data > v)
+    either = (q_recon >= v) | (q_data > v)
+    assert both.sum() >= 8 and (either & ~both).sum() >= 1 and (~either).sum() >= 1
+    weight = np.where(either, c.mask, 0.0).astype(np.float32)
+    use_vae = q_recon >= q_data
+
+    def hand_loss(params):
+        pi = state.actor.apply_fn(params, obs)
+        q_pi = A2PR.q1(state, obs, pi)
+        recon_pi = state.vae.apply_fn(state.vae.params, obs, pi, key)[0]
+        target = jnp.where(use_vae[:, None], recon_pi, actions)
+        lam = jax.lax.stop_gradient(c.alpha / jnp.abs(q_pi).mean())
+        bc = (weight[:, None] * (pi - target) ** 2).mean()
+        return -lam * q_pi.mean() + bc, bc
+
+    (loss, bc), grads = jax.jit(jax.value_and_grad(hand_loss, has_aux=True))(state.actor.params)
+    agent_grads, _ = jax.jit(jax.grad(A2PR.actor_loss, has_aux=True))(
+        state.actor.params, state, batch, key
+    )
+    _, metrics = update_actor(state, batch)
+    np.testing.assert_allclose(metrics["bc_weight"], weight.mean(), rtol=1e-6)
+    np.testing.assert_allclose(metrics["bc_loss"], bc, rtol=1e-5)
+    # The Q term is about -alpha: float32 rounds it to ~3e-7, whatever the small total.
+    np.testing.assert_allclose(metrics["actor_loss"], loss, atol=1e-5 * c.alpha)
+    # Same function, summed in another order: each tensor agrees to float32 rounding of its norm
+    # (a row counted as 2 x mask moves whole tensors by tens of percent).
+    for ours, hand in zip(jax.tree.leaves(agent_grads), jax.tree.leaves(grads), strict=True):
+        gap = np.linalg.norm(np.asarray(ours) - np.asarray(hand))
+        assert gap <= 1e-4 * np.linalg.norm(np.asarray(hand)), gap / np.linalg.norm(hand)
 
 
 def test_the_actor_step_moves_only_the_actor_and_the_targets(state, trained, batch):

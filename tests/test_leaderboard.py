@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents import AGENTS
 from offrl import stats
+from offrl.agent import behavior_version
 from offrl.leaderboard import (
     build_leaderboard,
     d4rl_counterpart,
@@ -21,7 +23,14 @@ from offrl.leaderboard import (
     select,
     task_domain,
 )
-from offrl.store import RunRecord, append, config_hash, protocol_hash, score_summary
+from offrl.store import (
+    RunRecord,
+    append,
+    config_hash,
+    protocol_hash,
+    read_store,
+    score_summary,
+)
 
 FULL = {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10}
 SMOKE = {"steps": 2_000, "eval_every": 1_000, "eval_episodes": 2}
@@ -43,6 +52,7 @@ def make_record(
     scores = [0.0, final / 2] + [final] * 10
     return RunRecord(
         agent=agent,
+        behavior_version=1,
         task=task,
         seed=seed,
         dataset_checksum="c" * 64,
@@ -210,12 +220,28 @@ def test_regeneration_is_byte_identical(store, tmp_path):
 
 def test_the_published_board_is_what_its_records_make(tmp_path):
     published = Path(__file__).resolve().parents[1] / "leaderboard"
-    build_leaderboard(published / "runs.jsonl", out_dir=tmp_path)
+    versions = {name: behavior_version(agent) for name, agent in AGENTS.items()}
+    build_leaderboard(published / "runs.jsonl", out_dir=tmp_path, behavior_versions=versions)
+
     for name in ("LEADERBOARD.md", "leaderboard.html"):
         assert (tmp_path / name).read_text() == (published / name).read_text(), (
             f"leaderboard/{name} is stale: regenerate it with "
             "`offrl leaderboard --store leaderboard/runs.jsonl`"
         )
+
+
+def test_the_published_board_shows_every_agent_at_its_current_behaviour_version():
+    """A2PR's version-1 runs (its summed BC weight) were re-run: every task of the published
+    board has all of its seeds from each agent's current update, none from an older one."""
+    published = Path(__file__).resolve().parents[1] / "leaderboard" / "runs.jsonl"
+    versions = {name: behavior_version(agent) for name, agent in AGENTS.items()}
+    selection = select(read_store(published), versions)
+    for board in selection.boards:
+        for task in board.tasks:
+            for agent in AGENTS:
+                runs = board.runs(task, agent)
+                assert len(runs) == 3, (board.name, task, agent, len(runs))
+                assert {r.behavior_version for r in runs} == {versions[agent]}
 
 
 def test_reruns_replace_and_a_changed_config_supersedes(tmp_path):
@@ -239,6 +265,31 @@ def test_runs_on_a_remade_dataset_supersede_those_on_the_old_one():
     (board,) = selection.boards
     assert [r.final for r in board.records] == [50.0]
     assert (selection.superseded, selection.outdated) == (0, 2)
+    # Another agent's runs on the old data leave the row too: one row, one dataset.
+    prdc_old = make_record("prdc", "offrl/hopper/medium-replay-v0", 0, 70.0)
+    selection = select([prdc_old, old, remade])
+    assert [(r.agent, r.final) for r in selection.boards[0].records] == [("td3bc", 50.0)]
+    assert selection.outdated == 2
+
+
+def test_runs_of_an_older_behaviour_version_are_left_out():
+    """A2PR's update changed (version 2): its version-1 runs leave the board, with their count,
+    even when no version-2 run has been stored yet; an agent the caller does not name keeps its."""
+    old = make_record("a2pr", "offrl/hopper/medium-v0", 0, 10.0)
+    new = dataclasses.replace(
+        make_record("a2pr", "offrl/hopper/medium-v0", 0, 50.0), behavior_version=2
+    )
+    mine = make_record("l1bc", "offrl/hopper/medium-v0", 0, 5.0)
+    assert new.key != old.key
+    selection = select([old, new, mine], {"a2pr": 2})
+    (board,) = selection.boards
+    assert sorted((r.agent, r.final) for r in board.records) == [("a2pr", 50.0), ("l1bc", 5.0)]
+    assert (selection.old_behavior, selection.outdated, selection.superseded) == (1, 0, 0)
+    only_old = select([old], {"a2pr": 2})
+    assert (only_old.boards, only_old.old_behavior) == ([], 1)
+    # A newer version's config, appended before an old-version rerun, still decides "current".
+    retuned_old = dataclasses.replace(old, config={"alpha": 9.0}, config_hash="9" * 64)
+    assert [r.final for r in select([new, retuned_old], {"a2pr": 2}).boards[0].records] == [50.0]
 
 
 def test_domains_and_d4rl_counterparts():

@@ -42,6 +42,7 @@ def make_record(agent: str = "td3bc", seed: int = 0, points: int = 10, **changes
     config = {"alpha": 2.5, "hidden_dims": [256, 256]}
     record = RunRecord(
         agent=agent,
+        behavior_version=1,
         task="d4rl/hopper-medium-v2",
         seed=seed,
         dataset_checksum="0" * 64,
@@ -111,6 +112,7 @@ def test_records_round_trip_and_keys_drive_the_skip_logic(tmp_path):
     assert read_store(store) == records
     key = RunKey(
         "td3bc",
+        1,
         "d4rl/hopper-medium-v2",
         1,
         records[1].config_hash,
@@ -120,6 +122,21 @@ def test_records_round_trip_and_keys_drive_the_skip_logic(tmp_path):
     assert key in finished_keys(store)
     assert key._replace(seed=7) not in finished_keys(store)
     assert key._replace(dataset_checksum="f" * 64) not in finished_keys(store)
+    assert key._replace(behavior_version=2) not in finished_keys(store)
+
+
+def test_records_written_before_behaviour_versions_read_as_version_1(tmp_path):
+    """Schema-1 lines (every agent then at its first version) stay readable, as version 1."""
+    store = tmp_path / "runs.jsonl"
+    old = json.loads(make_record().to_line())
+    del old["behavior_version"]
+    old["schema"] = 1
+    store.write_text(json.dumps(old) + "\n")
+    (record,) = read_store(store)
+    assert record == make_record() and record.behavior_version == 1 and record.schema == 2
+    store.write_text(json.dumps({**old, "schema": 3}) + "\n")
+    with pytest.raises(StoreError, match="record schema 3, this offrl reads 1 and 2"):
+        read_store(store)
 
 
 def test_a_forced_rerun_replaces_the_earlier_record():

@@ -1,8 +1,12 @@
-"""PRDC per-task hyper-parameters: the official README (ALGORITHMS.md 3.3).
+"""PRDC per-task hyper-parameters, as the official code `LAMDA-RL/PRDC` would run each task.
 
-The README gives one line per environment family, applied here to all of its datasets: whether the
-paper tuned per dataset is unverified. maze2d/pointmaze has no official line and uses the Config
-defaults (alpha 2.5, beta 2). The antmaze reward transform r' = 10000 r - 1 is the README's command.
+Where each value comes from:
+- halfcheetah (alpha 40, beta 2), hopper and walker2d (alpha 2.5, beta 2), antmaze (alpha 7.5,
+  beta 7.5, reward r' = 10000 r - 1 via `--scale=10000 --shift=-1`): the README's example
+  commands, one per environment family ("For hopper & walker2d" is one line), applied here to
+  all of the family's datasets; whether the paper tuned per dataset is unverified.
+- every other task (maze2d, pointmaze, ant): no README line, so the official run takes the
+  command-line defaults of `utils/config.py`, alpha 2.5 and beta 1.0, which are prdc.Config's.
 """
 
 from agents import prdc
