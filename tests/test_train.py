@@ -22,7 +22,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 import pytest
-from conftest import HOPPER_DATASET_ID, HOPPER_STEPS
+from conftest import HOPPER_DATASET_ID, HOPPER_STEPS, assert_trained_alike
 
 import offrl
 from agents import TD3BC
@@ -217,7 +217,9 @@ def test_seed_zero_of_two_equals_a_one_seed_run(loaded, two_seed_run):
 
 def test_the_scan_on_cpu_takes_eigen_dots_with_the_numbers_of_xla_default_dots(loaded):
     """XLA's CPU default sends dots to YNNPACK; the scan asks for Eigen's, faster at batch 256 on
-    some CPUs (`make bench-speed`). Both are exact float32 matmuls: 50 updates agree to rounding."""
+    some CPUs (`make bench-speed`). Both are float32 matmuls that round differently, so the claim
+    is that 50 updates train the same function: the per-step losses agree to float32 rounding and
+    every tensor of the carry lies as close as `assert_trained_alike` asks."""
     if update_compiler_options() is None:
         pytest.skip("the backend is not a CPU with YNNPACK dots: the scan takes XLA's defaults")
     config = TD3BC.Config()
@@ -235,10 +237,10 @@ def test_the_scan_on_cpu_takes_eigen_dots_with_the_numbers_of_xla_default_dots(l
     (eigen, eigen_metrics), (xla, xla_metrics) = (
         compiled[k](carry, data, None) for k in (False, True)
     )
-    # Parameters and Adam moments lie within about 0.3: 50 updates drift by ~3e-6 at most.
-    for ours, theirs in zip(jax.tree.leaves(eigen), jax.tree.leaves(xla), strict=True):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(eigen_metrics["critic_loss"], xla_metrics["critic_loss"], rtol=1e-4)
+    assert_trained_alike(eigen, xla, carry)
+    # A loss is a mean over the batch: rounding moves it by ~1e-6 of itself, not 1e-4.
+    for name in ("critic_loss", "actor_loss"):
+        np.testing.assert_allclose(eigen_metrics[name], xla_metrics[name], rtol=1e-4)
 
 
 # --- 3. an interrupted run resumes to the numbers of an uninterrupted one --------------------
