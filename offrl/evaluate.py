@@ -52,7 +52,7 @@ def evaluate_checkpoint(run_dir: Path, episodes: int | None = None, step: int | 
     """Restore a run folder's checkpoint and evaluate every seed's policy; returns a report."""
     from agents import AGENTS
     from offrl.agent import DatasetSpec, config_from_dict
-    from offrl.checkpoint import Checkpointer
+    from offrl.checkpoint import CheckpointDamaged, Checkpointer
     from offrl.data.normalization import ObsNormalizer
     from offrl.data.registry import resolve_task
     from offrl.envs import make_vector_env
@@ -88,8 +88,18 @@ def evaluate_checkpoint(run_dir: Path, episodes: int | None = None, step: int | 
         std=np.asarray(manifest["normalizer"]["std"], np.float32),
     )
     carry = _unbatch_shared(init_carry(agent, DatasetSpec(**manifest["spec"]), config, seeds))
-    carry, _ = checkpointer.restore(step, carry)
-    checkpointer.close()
+    try:
+        carry, _ = checkpointer.restore(step, carry)
+    except CheckpointDamaged as err:
+        others = [s for s in available if s != step and checkpointer.damage(s) is None]
+        instead = f"evaluate step {others[-1]} with --step {others[-1]}, or " if others else ""
+        raise CheckpointDamaged(
+            f"{err}. Its scores would mean nothing: {instead}resume the run (the same "
+            f"`offrl train ... --out {run_dir}`), which falls back to the newest intact "
+            "checkpoint and trains from there"
+        ) from None
+    finally:
+        checkpointer.close()
     policy = act_fn(agent, carry, normalizer)
     envs = make_vector_env(task.env_spec, len(seeds) * episodes)
     try:

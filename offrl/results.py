@@ -9,7 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from offrl.errors import OffrlError
+
 MANIFEST = "run.json"
+
+
+class RunFolderError(OffrlError):
+    """A run folder whose run.json is damaged."""
+
+
 RECORDS = "records.jsonl"
 
 
@@ -34,8 +42,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's run.json, None when there is none; a damaged one is a RunFolderError."""
     path = Path(run_dir) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunFolderError(
+            f"{path} is damaged (not valid JSON: {err}); it is what ties the folder's "
+            "checkpoints to their config, so train into a new --out"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise RunFolderError(f"{path} is damaged (a JSON {type(manifest).__name__}, not a run)")
+    return manifest
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from offrl.errors import OffrlError
+from offrl.results import read_manifest
 
 SCHEMA = 2
 # Schema 1 records predate behaviour versions: every agent was then at its first, 1.
@@ -296,13 +297,10 @@ def _now() -> str:
 
 
 def _read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    if not path.exists():
+    manifest = read_manifest(run_dir)
+    if manifest is None:
         raise StoreError(f"{run_dir} is not an offrl run folder (no run.json)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise StoreError(f"{path} is not valid JSON ({err}): the run folder is damaged") from err
+    return manifest
 
 
 def record_from_run_dir(

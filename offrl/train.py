@@ -7,10 +7,13 @@ as an uninterrupted run (same compiled program, same carried PRNG keys, same eva
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +28,7 @@ from tqdm.auto import tqdm
 
 from offrl import __version__
 from offrl.agent import DatasetSpec, behavior_version
-from offrl.checkpoint import Checkpointer
+from offrl.checkpoint import Checkpointer, saved_steps
 from offrl.data.normalization import (
     ObsNormalizer,
     fit_normalizer,
@@ -36,6 +39,7 @@ from offrl.data.normalization import (
 from offrl.data.transitions import Transitions, checksum, sample_rows, take, to_device
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import run_episodes
+from offrl.locks import LOCK, hold
 from offrl.results import (
     append_records,
     read_manifest,
@@ -276,29 +280,59 @@ def _chunk_records(
     return records
 
 
-def _check_resume(run_dir: Path, manifest: dict) -> dict | None:
-    """The stored manifest, if `run_dir` holds a run; a different run there is refused."""
+def _warn(message: str) -> None:
+    tqdm.write(f"offrl: warning: {message}", file=sys.stderr)
+
+
+def _check_writable(run_dir: Path) -> None:
+    """--out must be a folder this process can create or write in, checked before any work."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file; pass a folder (new or an earlier run's)")
+    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {run_dir} lies under {existing}, which is a file; pass a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--out {run_dir}: {existing} is not writable (permissions or a read-only disk); "
+            "pass a folder you can write to"
+        )
+
+
+def _check_resume(run_dir: Path, manifest: dict) -> dict | None:
+    """The stored manifest, if `run_dir` holds a run to resume; None for a fresh start.
+
+    A run with other settings is refused, unless it has no checkpoint yet: then it holds nothing
+    to lose, and a corrected command starts the folder afresh.
+    """
+    _check_writable(run_dir)
     stored = read_manifest(run_dir)
     if stored is None:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
             raise ConfigError(
                 f"{run_dir} exists and is not an offrl run folder (no run.json); "
                 "pass an empty or new --out folder"
             )
         return None
-    for key in ("agent", "task", "config", "seeds", "eval_every", "eval_episodes", "checksum"):
-        if stored.get(key) != manifest.get(key):
-            raise ConfigError(
-                f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} there, "
-                f"{manifest.get(key)!r} now); resume it with the same settings or pass a new --out"
-            )
     # A run folder from before versions were recorded was trained by version 1.
-    if stored.get("behavior_version", 1) != manifest["behavior_version"]:
+    stored_version = stored.get("behavior_version", 1)
+    differences = [
+        key
+        for key in ("agent", "task", "config", "seeds", "eval_every", "eval_episodes", "checksum")
+        if stored.get(key) != manifest.get(key)
+    ]
+    if (differences or stored_version != manifest["behavior_version"]) and not saved_steps(run_dir):
+        _warn(f"{run_dir} held a run with other settings and no checkpoint yet: starting afresh")
+        return None
+    if differences:
+        key = differences[0]
+        raise ConfigError(
+            f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} there, "
+            f"{manifest.get(key)!r} now); resume it with the same settings or pass a new --out"
+        )
+    if stored_version != manifest["behavior_version"]:
         raise ConfigError(
             f"{run_dir} holds a run trained by {stored['agent']} behaviour version "
-            f"{stored.get('behavior_version', 1)}; this offrl's {manifest['agent']} is version "
+            f"{stored_version}; this offrl's {manifest['agent']} is version "
             f"{manifest['behavior_version']} (its update changed since), so the run cannot be "
             "resumed: pass a new --out"
         )
@@ -329,6 +363,8 @@ def fit(
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds must be distinct and at least one, got {seeds}")
+    if not all(0 <= seed < 2**32 for seed in seeds):
+        raise ConfigError(f"seeds must be in [0, 2^32) (PRNG keys are uint32), got {seeds}")
     data_checksum = checksum(transitions)
     data, normalizer = prepare_data(transitions, config)
     max_action = 1.0
@@ -361,93 +397,97 @@ def fit(
     writer_type = _tensorboard_writer_type(run_dir) if tensorboard else None
     checkpointer = None
     start = 0
-    # A run folder that cannot be resumed is refused before anything is compiled or opened.
-    stored = None if run_dir is None else _check_resume(run_dir, manifest)
-    carry = _unbatch_shared(init_carry(agent, spec, config, seeds))
+    # A run folder that cannot be resumed is refused before anything is compiled or written.
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpointer = Checkpointer(run_dir)
-        latest = checkpointer.latest_step()
-        if stored is not None and latest is not None:
-            carry, _ = checkpointer.restore(latest, carry)
-            start = latest
+        _check_resume(run_dir, manifest)
+    with contextlib.ExitStack() as held:  # the run folder's hold and its checkpointer
+        carry = _unbatch_shared(init_carry(agent, spec, config, seeds))
+        if run_dir is not None:
+            held.enter_context(hold(run_dir, "run folder"))
+            # Again, now that no other writer can change the folder.
+            stored = _check_resume(run_dir, manifest)
+            checkpointer = held.enter_context(contextlib.closing(Checkpointer(run_dir)))
+            if stored is not None:
+                restored = checkpointer.restore_latest_intact(carry, _warn)
+                if restored is not None:
+                    start, carry, _ = restored
+            # Records past the resumed checkpoint (all of them when there is none) describe no
+            # saved state: a kill between a chunk's records and its checkpoint leaves such records.
             truncate_records(run_dir, start)
-        write_manifest(run_dir, manifest)
+            write_manifest(run_dir, manifest)
 
-    writer = None if writer_type is None else writer_type(str(run_dir / "tensorboard"))
-    protocol_record = {
-        "eval_episodes": protocol.eval_episodes,
-        "eval_every": protocol.eval_every,
-        "total_steps": protocol.steps,
-        "batch_size": config.batch_size,
-    }
-    base = {
-        "agent": name,
-        "behavior_version": manifest["behavior_version"],
-        "task": manifest["task"],
-        "protocol": protocol_record,
-    }
-    policy = act_fn(agent, carry, normalizer)
-    prepared = prepare_agent(agent, data, config)
-    envs = None
-    if task is not None:
-        from offrl.envs import make_vector_env
+        writer = None if writer_type is None else writer_type(str(run_dir / "tensorboard"))
+        protocol_record = {
+            "eval_episodes": protocol.eval_episodes,
+            "eval_every": protocol.eval_every,
+            "total_steps": protocol.steps,
+            "batch_size": config.batch_size,
+        }
+        base = {
+            "agent": name,
+            "behavior_version": manifest["behavior_version"],
+            "task": manifest["task"],
+            "protocol": protocol_record,
+        }
+        policy = act_fn(agent, carry, normalizer)
+        prepared = prepare_agent(agent, data, config)
+        envs = None
+        if task is not None:
+            from offrl.envs import make_vector_env
 
-        envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)
-    chunks: dict[int, Any] = {}
-    records: list[dict] = []
-    bar = tqdm(
-        total=protocol.steps,
-        initial=start,
-        disable=not progress,
-        unit="upd",
-        desc=f"{name} {manifest['task'] or ''}".strip(),
-        dynamic_ncols=True,
-    )
-    try:
-        while start < protocol.steps:
-            n = min(protocol.eval_every, protocol.steps - start)
-            if n not in chunks:
-                chunk = make_train_chunk(agent, carry, n, config.batch_size)
-                chunks[n] = chunk.lower(carry, data, prepared).compile()
-            began = time.perf_counter()
-            new_carry, metrics = chunks[n](carry, data, prepared)
-            jax.block_until_ready(new_carry)
-            updates_per_s = n / (time.perf_counter() - began)
-            if not bool(healthy(new_carry.agent, metrics)):
-                raise TrainingDiverged(
-                    _diverged_message(agent, carry, data, prepared, config, start, n, run_dir)
+            envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)
+        chunks: dict[int, Any] = {}
+        records: list[dict] = []
+        bar = tqdm(
+            total=protocol.steps,
+            initial=start,
+            disable=not progress,
+            unit="upd",
+            desc=f"{name} {manifest['task'] or ''}".strip(),
+            dynamic_ncols=True,
+        )
+        try:
+            while start < protocol.steps:
+                n = min(protocol.eval_every, protocol.steps - start)
+                if n not in chunks:
+                    chunk = make_train_chunk(agent, carry, n, config.batch_size)
+                    chunks[n] = chunk.lower(carry, data, prepared).compile()
+                began = time.perf_counter()
+                new_carry, metrics = chunks[n](carry, data, prepared)
+                jax.block_until_ready(new_carry)
+                updates_per_s = n / (time.perf_counter() - began)
+                if not bool(healthy(new_carry.agent, metrics)):
+                    raise TrainingDiverged(
+                        _diverged_message(agent, carry, data, prepared, config, start, n, run_dir)
+                    )
+                carry, start = new_carry, start + n
+                returns = scores = None
+                if envs is not None:
+                    returns = run_episodes(
+                        lambda obs, states=carry.agent: policy(states, obs),
+                        envs,
+                        seeds,
+                        protocol.eval_episodes,
+                    )
+                    scores = task.normalized_score(returns.mean(axis=1))
+                new_records = _chunk_records(
+                    metrics, seeds, start, updates_per_s, returns, scores, base
                 )
-            carry, start = new_carry, start + n
-            returns = scores = None
+                records.extend(new_records)
+                if run_dir is not None:
+                    append_records(run_dir, new_records)
+                    checkpointer.save(start, carry, {"step": start})
+                if writer is not None:
+                    _log_tensorboard(writer, new_records)
+                bar.update(n)
+                bar.set_postfix(_postfix(updates_per_s, returns, scores), refresh=False)
+        finally:
+            bar.close()
             if envs is not None:
-                returns = run_episodes(
-                    lambda obs, states=carry.agent: policy(states, obs),
-                    envs,
-                    seeds,
-                    protocol.eval_episodes,
-                )
-                scores = task.normalized_score(returns.mean(axis=1))
-            new_records = _chunk_records(
-                metrics, seeds, start, updates_per_s, returns, scores, base
-            )
-            records.extend(new_records)
-            if run_dir is not None:
-                append_records(run_dir, new_records)
-                checkpointer.save(start, carry, {"step": start})
+                envs.close()
             if writer is not None:
-                _log_tensorboard(writer, new_records)
-            bar.update(n)
-            bar.set_postfix(_postfix(updates_per_s, returns, scores), refresh=False)
-    finally:
-        bar.close()
-        if envs is not None:
-            envs.close()
-        if checkpointer is not None:
-            checkpointer.close()
-        if writer is not None:
-            writer.close()
-    return FitResult(carry=carry, normalizer=normalizer, records=records, run_dir=run_dir)
+                writer.close()
+        return FitResult(carry=carry, normalizer=normalizer, records=records, run_dir=run_dir)
 
 
 def _postfix(updates_per_s: float, returns, scores) -> dict:

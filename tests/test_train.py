@@ -392,7 +392,12 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(diverged_run):
     assert [(r["step"], r["seed"]) for r in records] == [
         (s, seed) for s in range(100, good + 1, 100) for seed in (0, 1)
     ]
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "records.jsonl", "run.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".lock",
+        "checkpoints",
+        "records.jsonl",
+        "run.json",
+    ]
     assert [p.name for p in (run_dir / "checkpoints").iterdir() if not p.name.isdigit()] == []
 
 
