@@ -87,7 +87,6 @@ class Config(TD3Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.value_lr > 0 and self.vae_lr > 0, "learning rates must be > 0")
         require(self.vae_weight >= 0, f"vae_weight must be >= 0, got {self.vae_weight}")
         require(self.mask >= 0, f"mask must be >= 0, got {self.mask}")
         for name in ("critic_hidden_dims", "vae_hidden_dims"):

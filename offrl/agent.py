@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Protocol
 
 import jax
-import numpy as np
 
 from offrl.errors import ConfigError
 
@@ -34,12 +34,13 @@ class BaseConfig:
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        require(
-            np.isfinite(self.reward_scale), f"reward_scale must be finite, got {self.reward_scale}"
-        )
-        require(
-            np.isfinite(self.reward_shift), f"reward_shift must be finite, got {self.reward_shift}"
-        )
+        # Caught here, not as a divergence at step 2 that leaves a run folder behind.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float):
+                require(math.isfinite(value), f"{field.name} must be finite, got {value}")
+            if field.name.endswith("_lr"):
+                require(0 < value <= 1, f"{field.name} must be in (0, 1], got {value}")
 
 
 def require(condition: bool, message: str) -> None:

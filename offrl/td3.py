@@ -45,7 +45,6 @@ class TD3Config(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.actor_lr > 0 and self.critic_lr > 0, "learning rates must be > 0")
         require(0.0 <= self.discount <= 1.0, f"discount must be in [0, 1], got {self.discount}")
         require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         require(self.policy_freq >= 1, f"policy_freq must be >= 1, got {self.policy_freq}")

@@ -306,6 +306,10 @@ def broken(raw: dict[str, np.ndarray], how: str) -> dict[str, np.ndarray]:
         raw["observations"][11, 4] = np.nan
     elif how == "inf":
         raw["rewards"][23] = np.inf
+    elif how == "extreme":
+        raw["observations"][7, 2] = 1e30
+    elif how == "actions out of bounds":
+        raw["actions"][[5, 9], 1] = [3.0, -2.5]
     return raw
 
 
@@ -316,12 +320,28 @@ def broken(raw: dict[str, np.ndarray], how: str) -> dict[str, np.ndarray]:
         ("lengths", ["arrays have different lengths", "rewards 2993", "observations 3000"]),
         ("nan", ["'observations' holds 1 NaN/inf value(s) in 1 row(s), first at row 11"]),
         ("inf", ["'rewards' holds 1 NaN/inf value(s) in 1 row(s), first at row 23"]),
+        (
+            "extreme",
+            [
+                "'observations' holds 1 value(s) beyond +-1e+06 in 1 row(s) (column 2: 1e+30 to "
+                "1e+30), first at row 7",
+                "would be a constant",
+            ],
+        ),
+        (
+            "actions out of bounds",
+            [
+                "2 of 3000 actions lie outside the action bounds of Hopper-v5 ([-1, 1]; column 1:"
+                " -2.5 to 3), first at row 5",
+                "clip its actions to the bounds",
+            ],
+        ),
     ],
 )
 def test_malformed_d4rl_file(d4rl_dir, hopper_raw, capsys, untouched, how, needles):
     path = write_d4rl(d4rl_dir / "hopper-medium-v2.hdf5", broken(hopper_raw, how))
     err = untouched(["train", "--task", D4RL_TASK], capsys, str(path), *needles)
-    assert re.search(r"download or generate it again|does not follow", err), err
+    assert re.search(r"download or generate it again|does not follow|fix the data|clip", err), err
 
 
 def test_data_of_another_env_under_a_hopper_name(d4rl_dir, walker_raw, capsys, untouched):
@@ -357,7 +377,12 @@ def test_unknown_task_suggests_the_closest(capsys, untouched):
         (["--agent", "nope"], ["unknown agent 'nope'", "choose one of: td3bc"]),
         (["--tau", "0"], ["invalid hyper-parameter: tau must be in (0, 1], got 0.0"]),
         (["--batch-size", "0"], ["invalid hyper-parameter: batch_size must be >= 1, got 0"]),
-        (["--actor-lr", "0"], ["invalid hyper-parameter: learning rates must be > 0"]),
+        (["--actor-lr", "0"], ["invalid hyper-parameter: actor_lr must be in (0, 1], got 0.0"]),
+        (["--actor-lr", "inf"], ["invalid hyper-parameter: actor_lr must be finite, got inf"]),
+        (["--critic-lr", "5"], ["invalid hyper-parameter: critic_lr must be in (0, 1], got 5.0"]),
+        (["--alpha", "inf"], ["invalid hyper-parameter: alpha must be finite, got inf"]),
+        (["--alpha", "nan"], ["invalid hyper-parameter: alpha must be finite, got nan"]),
+        (["--seed", "-1"], ["--seed must be >= 0, got -1"]),
         (["--seeds", "0"], ["--seeds must be >= 1, got 0"]),
         (["--steps", "0"], ["--steps must be >= 1, got 0"]),
         (["--eval-episodes", "0"], ["--eval-episodes must be >= 1, got 0"]),

@@ -82,23 +82,63 @@ def _env_spec(env_id: str, kwargs: Mapping) -> EnvSpec:
     return dataclasses.replace(spec, kwargs={**spec.kwargs, **kwargs})
 
 
-def check_finite(
+# No MuJoCo state or reward comes near it: a value this large is corrupt, and normalising by the
+# column's mean and std would squash the rest of that column to a constant.
+EXTREME = 1e6
+# Slack on the action bounds for float rounding of stored actions (D4RL's are float32).
+BOUND_SLACK = 1e-4
+
+
+def _rows(bad: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
+
+
+def _column(bad: np.ndarray, array: np.ndarray) -> str:
+    """The first offending column, with the range of its offending values."""
+    if array.ndim == 1:
+        values = array[bad]
+        return f"values {values.min():.6g} to {values.max():.6g}"
+    column = int(np.flatnonzero(bad.any(axis=0))[0])
+    values = array[bad[:, column], column]
+    return f"column {column}: {values.min():.6g} to {values.max():.6g}"
+
+
+def check_values(
     arrays: Mapping[str, np.ndarray], where: str, describe_row: Callable[[int], str]
 ) -> None:
-    """DatasetError naming the first array holding NaN or inf, how many and the first row."""
+    """DatasetError naming the first array holding NaN or inf, or values beyond +-EXTREME: how
+    many, in which column, their range and the first row."""
     for name, array in arrays.items():
         bad = ~np.isfinite(array)
         if bad.any():
-            rows = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
+            rows = _rows(bad)
             raise DatasetError(
                 f"{where}: '{name}' holds {int(bad.sum())} NaN/inf value(s) in {rows.size} row(s), "
                 f"first at {describe_row(int(rows[0]))}. The data is corrupt (or was recorded "
                 "from a diverged policy): download or generate it again."
             )
+        if name == "actions":
+            continue  # checked against the env's bounds, which are tighter
+        huge = np.abs(array) > EXTREME
+        if huge.any():
+            rows = _rows(huge)
+            raise DatasetError(
+                f"{where}: '{name}' holds {int(huge.sum())} value(s) beyond +-{EXTREME:g} in "
+                f"{rows.size} row(s) ({_column(huge, array)}), first at "
+                f"{describe_row(int(rows[0]))}. Normalised by the dataset's mean and std, that "
+                "column would be a constant and training on it meaningless: remove those rows "
+                "or fix the data."
+            )
 
 
-def check_dims(arrays: Mapping[str, np.ndarray], task: Task, where: str) -> None:
-    """The dataset's observation/action widths must match the evaluation env's."""
+def check_against_env(
+    arrays: Mapping[str, np.ndarray],
+    task: Task,
+    where: str,
+    describe_row: Callable[[int], str],
+) -> None:
+    """The dataset's observation/action widths must match the evaluation env's, and its actions
+    must lie within the env's action bounds."""
     try:
         env = make_env(task.env_spec)
     except (gym.error.Error, ImportError) as error:
@@ -108,7 +148,8 @@ def check_dims(arrays: Mapping[str, np.ndarray], task: Task, where: str) -> None
             "come from gymnasium-robotics)."
         ) from error
     try:
-        expected = (int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)))
+        space = env.action_space
+        expected = (int(np.prod(env.observation_space.shape)), int(np.prod(space.shape)))
     finally:
         env.close()
     found = (arrays["observations"].shape[1], arrays["actions"].shape[1])
@@ -118,6 +159,18 @@ def check_dims(arrays: Mapping[str, np.ndarray], task: Task, where: str) -> None
             f"{found[1]}, but task {task.name} is evaluated in {task.env_spec.id}, which has "
             f"{expected[0]} and {expected[1]}. The data belongs to another environment (a wrong "
             "or renamed file?): use the dataset that matches the task name."
+        )
+    actions = arrays["actions"]
+    low, high = np.ravel(space.low), np.ravel(space.high)
+    outside = (actions < low - BOUND_SLACK) | (actions > high + BOUND_SLACK)
+    if outside.any():
+        rows = _rows(outside)
+        raise DatasetError(
+            f"{where}: {rows.size} of {len(actions)} actions lie outside the action bounds of "
+            f"{task.env_spec.id} ([{low.min():g}, {high.max():g}]; {_column(outside, actions)}), "
+            f"first at {describe_row(int(rows[0]))}. The policy is squashed into those bounds, "
+            "so it could never imitate them: the data belongs to another environment or was "
+            "recorded unclipped; clip its actions to the bounds or use the matching task."
         )
 
 
@@ -159,8 +212,8 @@ def _load_d4rl(task: Task) -> tuple[dict[str, np.ndarray], Path]:
         raise _missing_d4rl(task)
     raw = d4rl.read_d4rl_file(path)
     per_row = ("observations", "actions", "rewards", "next_observations")
-    check_finite({k: raw[k] for k in per_row if k in raw}, str(path), "row {}".format)
-    check_dims(raw, task, str(path))
+    check_values({k: raw[k] for k in per_row if k in raw}, str(path), "row {}".format)
+    check_against_env(raw, task, str(path), "row {}".format)
     return d4rl.qlearning_dataset(raw, d4rl.D4RL_MAX_EPISODE_STEPS[task.dataset]), path
 
 
@@ -218,8 +271,8 @@ def _load_minari(task: Task) -> tuple[dict[str, np.ndarray], Path]:
     path = minari_io.minari_dataset_path(minari_id(task))
     checked = ("observations", "actions", "rewards", "next_observations")
     describe = _episode_step(data.episode_lengths, data.episode_ids)
-    check_finite({k: data.arrays[k] for k in checked}, f"Minari dataset {path}", describe)
-    check_dims(data.arrays, task, f"Minari dataset {path}")
+    check_values({k: data.arrays[k] for k in checked}, f"Minari dataset {path}", describe)
+    check_against_env(data.arrays, task, f"Minari dataset {path}", describe)
     return data.arrays, path
 
 
@@ -324,8 +377,8 @@ def resolve_task(name: str) -> Task:
 
 
 def load_task(name: str) -> LoadedTask:
-    """Resolve, read and validate (keys, lengths, NaN/inf, dimensions, the checksum recorded at
-    writing) a task's transitions."""
+    """Resolve, read and validate (keys, lengths, NaN/inf and extreme values, dimensions, action
+    bounds, the checksum recorded at writing) a task's transitions."""
     task = resolve_task(name)
     source = SOURCES[task.source]
     arrays, path = source.load(task)
