@@ -31,6 +31,7 @@ from offrl.agent import behavior_version
 from offrl.data import minari_io
 from offrl.data.registry import known_task_names, load_task, resolve_task
 from offrl.errors import ConfigError, DatasetError
+from offrl.locks import hold
 from offrl.train import Protocol, fit
 
 
@@ -160,7 +161,9 @@ def run_ray(
 
 def ensure_datasets(tasks: Sequence[str]) -> dict[str, str]:
     """Make every missing generated dataset now, and again any made from other policies than
-    the shipped ones (env workers on every core, at most two: the bytes do not depend on it);
+    the shipped ones or to another recipe than the standard one (a `--steps` preview, another
+    seed): a bench trains only on the standard datasets (env workers on every core, at most
+    two: the bytes do not depend on it);
     other missing data is an error naming it. Returns each task's dataset checksum."""
     from offrl.data import generate
 
@@ -170,14 +173,17 @@ def ensure_datasets(tasks: Sequence[str]) -> dict[str, str]:
         resolve_task(task)
         generated = task.startswith("offrl/")
         stale = generated and task in local and generate.made_from_other_policies(task)
-        if generated and (stale or task not in local):
+        preview = generated and task in local and not stale and generate.nonstandard(task)
+        if generated and (stale or preview or task not in local):
             if stale:
                 print(f"{task} was made from other policies than the shipped ones: making it again")
+            if preview:
+                print(f"{task} on disk holds {preview}: making the standard dataset instead")
             recipe = generate.find_recipe(task)
             with tqdm(total=recipe.transitions, desc=f"make {task}", unit="tr") as bar:
                 made = generate.make_dataset(
                     task,
-                    overwrite=stale,
+                    overwrite=bool(stale or preview),
                     advance=bar.update,
                     workers=min(2, os.cpu_count() or 1),
                 )
@@ -226,20 +232,21 @@ def bench(
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     print(f"bench {profile.name}: {profile.note}", flush=True)
-    specs = plan(profile, task_checksums(profile), results, force)
-    bar = tqdm(total=len(specs), desc=f"bench {profile.name}", unit="run", position=0)
+    with hold(results, "results folder"):
+        specs = plan(profile, task_checksums(profile), results, force)
+        bar = tqdm(total=len(specs), desc=f"bench {profile.name}", unit="run", position=0)
 
-    def on_done(label: str) -> None:
-        bar.update(1)
-        bar.set_postfix_str(label, refresh=True)
+        def on_done(label: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(label, refresh=True)
 
-    try:
-        if executor == "ray":
-            run_ray(specs, results, address, force, on_done)
-        else:
-            run_local(specs, results, workers, force, on_done)
-    finally:
-        bar.close()
+        try:
+            if executor == "ray":
+                run_ray(specs, results, address, force, on_done)
+            else:
+                run_local(specs, results, workers, force, on_done)
+        finally:
+            bar.close()
     return specs
 
 

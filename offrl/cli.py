@@ -91,7 +91,19 @@ def train(argv: list[str]) -> int:
     )
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     loaded = load_task(args.task)
+    if loaded.task.source == "offrl":
+        from offrl.data.generate import nonstandard
+
+        preview = nonstandard(loaded.task.name)
+        if preview:
+            print(
+                f"offrl: warning: {loaded.task.name} on disk holds {preview}: its scores are not "
+                "comparable with the benchmark's (`offrl data make TASK --overwrite` makes it)",
+                file=sys.stderr,
+            )
     out = args.out or Path("runs") / known.agent / args.task
     result = fit(
         agent,

@@ -83,6 +83,8 @@ def list_tasks(verify: bool = False) -> str:
             row = (*row[:2], recipe.env_spec.id, *row[3:])
         elif row[3] != "unreadable" and generate.made_from_other_policies(dataset_id):
             row = (*row[:6], "stale", row[7])
+        elif row[3] != "unreadable" and generate.nonstandard(dataset_id):
+            row = (*row[:3], f"{row[3]} (preview)", *row[4:])
         rows.append(row)
     for dataset_id in SOURCES["minari"].names():
         rows.append(_cached_row(f"minari/{dataset_id}", dataset_id, "minari", verify))
@@ -96,7 +98,8 @@ def list_tasks(verify: bool = False) -> str:
         "CHECKSUM: ok / mismatch = last verification of the unchanged files, unchecked = not "
         "verified since written (`offrl data list --verify`), none = no checksum recorded, "
         "stale = made from other behaviour policies than the shipped ones (`offrl data make TASK "
-        "--overwrite`)."
+        "--overwrite`). (preview) = another size or seed than the standard dataset's: `offrl "
+        "bench` makes the standard one before training."
     )
     return _table(header, rows) + footer
 

@@ -91,6 +91,9 @@ class Recipe:
     policies: Callable[[], list[str]] = list  # sha256 of each shipped policy file it plays
 
 
+STANDARD_SEED = 0  # the seed of every standard (benchmarked) embedded dataset
+
+
 def dataset_id(env: str, level: str) -> str:
     return f"offrl/{env}/{level}-v0"
 
@@ -342,6 +345,20 @@ def made_from_other_policies(name: str, folder: Path | None = None) -> bool:
         return False
     metadata = minari_io.read_minari_info(name).metadata
     return bool(policies) and metadata.get("offrl_policies") != policies
+
+
+def nonstandard(name: str, folder: Path | None = None) -> str | None:
+    """How cached dataset `name` differs from its standard recipe (the recipe's size, seed 0),
+    e.g. a `--steps 5000` preview; None when it is the standard dataset."""
+    recipe = find_recipe(name, folder)
+    metadata = minari_io.read_minari_info(name).metadata
+    size, seed = metadata.get("total_steps"), metadata.get("offrl_seed")
+    if size == recipe.transitions and seed == STANDARD_SEED:
+        return None
+    return (
+        f"{size:,} transitions made with seed {seed}, not the standard {recipe.transitions:,} "
+        f"with seed {STANDARD_SEED}"
+    )
 
 
 def stale_hint(name: str) -> str:

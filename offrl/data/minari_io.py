@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,8 @@ __all__ = [
 MINARI_HDF5_FILE = "main_data.hdf5"
 """The file in a Minari HDF5 dataset's `data/` folder that holds the episodes and metadata."""
 CHECKSUM_KEY = "offrl_checksum"
+STAGING = ".staging-"  # a dataset being written: `<cache root>/.staging-<uuid>`
+REPLACED = "-replaced"  # the dataset an overwrite swapped out, until the new one is in place
 """Metadata key: `transitions.checksum` of what the loader returns, recorded when offrl wrote it."""
 _CHECK_STAMP = ".offrl-check.json"
 """Beside `data/`: the last verification's result and the file sizes and times it applies to."""
@@ -236,7 +239,8 @@ def check_writable(dataset_id: str, overwrite: bool) -> Path:
 
 
 def _move_into_place(staged: Path, target: Path, dataset_id: str, overwrite: bool) -> None:
-    """Rename the staged folder onto the target; an overwritten dataset is swapped out first."""
+    """Rename the staged folder onto the target; an overwritten dataset is swapped out first, to
+    `<staged>-replaced` (covered by the staging folder's writer lock until it is removed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         try:
@@ -246,7 +250,7 @@ def _move_into_place(staged: Path, target: Path, dataset_id: str, overwrite: boo
         return
     if not overwrite:
         raise _already_exists(dataset_id, target)
-    retired = staged.with_name(f".replaced-{uuid.uuid4().hex}")
+    retired = staged.with_name(f"{staged.name}{REPLACED}")
     os.replace(target, retired)
     try:
         os.replace(staged, target)
@@ -254,6 +258,66 @@ def _move_into_place(staged: Path, target: Path, dataset_id: str, overwrite: boo
         os.replace(retired, target)  # put the old dataset back: never leave the id empty
         raise
     shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _staging_folder(root: Path) -> Iterator[Path]:
+    """A fresh `<root>/.staging-<uuid>` path, marked as in use by an flock on the `.lock` file
+    beside it for as long as the writer lives; the folder and the lock file go on exit."""
+    name = f"{STAGING}{uuid.uuid4().hex}"
+    lock = root / f"{name}.lock"
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield root / name
+        finally:
+            shutil.rmtree(root / name, ignore_errors=True)
+            lock.unlink(missing_ok=True)  # before the flock goes: no cleaner sees it free
+    finally:
+        os.close(fd)
+
+
+def _writer_alive(lock: Path) -> bool:
+    """Whether a staging folder's writer still holds its lock (no lock file: it is gone)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_abandoned_staging(root: Path | None = None) -> list[Path]:
+    """Remove the `.staging-*` folders of writers that are gone (killed mid-write), and put back
+    a dataset that was swapped out for an overwrite and never replaced. Returns what it removed.
+    """
+    root = minari_root() if root is None else Path(root)
+    removed = []
+    for path in sorted(root.glob(f"{STAGING}*")):
+        if path.suffix == ".lock" or not path.is_dir():
+            continue
+        base = path.name.removesuffix(REPLACED)
+        lock = root / f"{base}.lock"
+        if _writer_alive(lock):
+            continue
+        if path.name.endswith(REPLACED):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                dataset_id = json.loads((path / "data" / "metadata.json").read_text())["dataset_id"]
+                target = minari_dataset_path(dataset_id)
+                if not target.exists():  # killed between the two renames: the id is empty
+                    os.replace(path, target)
+                    continue
+        shutil.rmtree(path, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def write_minari_dataset(
@@ -273,13 +337,14 @@ def write_minari_dataset(
 
     The dataset is built in `<cache root>/.staging-<uuid>` (hidden from minari's listing, on the
     same filesystem) and renamed into place only once complete, so a failure leaves nothing
-    behind. `env` gives the spaces and the collection spec; `eval_env_spec` defaults to it.
+    behind; what a killed writer leaves is removed by the next write. `env` gives the spaces
+    and the collection spec; `eval_env_spec` defaults to it.
     `extra_metadata` adds flat keys (such as CHECKSUM_KEY). Refuses an existing id unless
     `overwrite`.
     """
     target = check_writable(dataset_id, overwrite)
     env_spec = env.spec
-    staging = minari_root() / f".staging-{uuid.uuid4().hex}"
+    remove_abandoned_staging()
     metadata: dict = {
         "dataset_id": dataset_id,
         "minari_version": minari.__version__,
@@ -294,7 +359,7 @@ def write_minari_dataset(
     if ref_scores is not None:
         metadata["ref_min_score"], metadata["ref_max_score"] = map(float, ref_scores)
     metadata |= extra_metadata or {}
-    try:
+    with _staging_folder(minari_root()) as staging:
         staging.mkdir()
         storage = MinariStorage.new(
             staging / "data",
@@ -317,8 +382,6 @@ def write_minari_dataset(
             with contextlib.suppress(ValueError):
                 create_namespace(namespace)
         _move_into_place(staging, target, dataset_id, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
