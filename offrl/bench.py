@@ -159,12 +159,23 @@ def run_ray(
         on_done(spec.label)
 
 
+def remake_reason(task: str) -> str | None:
+    """Why the generated dataset on disk for `task` must be made again before a bench trains on
+    it: made from other policies than the shipped ones, or to another recipe than the standard
+    one (a `--steps` preview, another seed); None when it is the standard dataset."""
+    from offrl.data import generate
+
+    if generate.made_from_other_policies(task):
+        return "was made from other policies than the shipped ones"
+    preview = generate.nonstandard(task)
+    return None if preview is None else f"holds {preview}"
+
+
 def ensure_datasets(tasks: Sequence[str]) -> dict[str, str]:
-    """Make every missing generated dataset now, and again any made from other policies than
-    the shipped ones or to another recipe than the standard one (a `--steps` preview, another
-    seed): a bench trains only on the standard datasets (env workers on every core, at most
-    two: the bytes do not depend on it);
-    other missing data is an error naming it. Returns each task's dataset checksum."""
+    """Make every missing generated dataset now, and again any that `remake_reason` names: a
+    bench trains only on the standard datasets (env workers on every core, at most two: the
+    bytes do not depend on it); other missing data is an error naming it. Returns each task's
+    dataset checksum."""
     from offrl.data import generate
 
     local = set(minari_io.local_dataset_ids())
@@ -172,18 +183,15 @@ def ensure_datasets(tasks: Sequence[str]) -> dict[str, str]:
     for task in tasks:
         resolve_task(task)
         generated = task.startswith("offrl/")
-        stale = generated and task in local and generate.made_from_other_policies(task)
-        preview = generated and task in local and not stale and generate.nonstandard(task)
-        if generated and (stale or preview or task not in local):
-            if stale:
-                print(f"{task} was made from other policies than the shipped ones: making it again")
-            if preview:
-                print(f"{task} on disk holds {preview}: making the standard dataset instead")
+        reason = remake_reason(task) if generated and task in local else None
+        if generated and (reason or task not in local):
+            if reason:
+                print(f"{task} {reason}: making the standard dataset")
             recipe = generate.find_recipe(task)
             with tqdm(total=recipe.transitions, desc=f"make {task}", unit="tr") as bar:
                 made = generate.make_dataset(
                     task,
-                    overwrite=bool(stale or preview),
+                    overwrite=reason is not None,
                     advance=bar.update,
                     workers=min(2, os.cpu_count() or 1),
                 )

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,15 @@ def saved_steps(run_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def _drop_closed_loop_callbacks(unraisable) -> None:
+    """When a save fails, TensorStore's writes still in flight call back into the event loop
+    orbax is closing, and each raises "Event loop is closed" as an unraisable error: dozens of
+    tracebacks around the one message that matters. Drop those, and only those."""
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+        sys.__unraisablehook__(unraisable)
+
+
 class Checkpointer:
     """Keeps the last `keep` checkpoints of a run under `<run_dir>/checkpoints/<step>`."""
 
@@ -75,12 +85,28 @@ class Checkpointer:
 
     def save(self, step: int, carry: Any, meta: dict) -> None:
         """Blocks until the checkpoint and its checksums are on disk: a crash after it loses
-        nothing, and a crash between the two leaves a checkpoint that is merely unverified."""
+        nothing, and a crash between the two leaves a checkpoint that is merely unverified.
+
+        A failed save (a full disk) leaves nothing of itself behind: orbax's temporary folder
+        is removed and the error re-raised, without orbax's own log lines from its threads.
+        """
         args = ocp.args.Composite(state=ocp.args.StandardSave(carry), meta=ocp.args.JsonSave(meta))
-        self._manager.save(step, args=args, force=True)
-        self._manager.wait_until_finished()
-        folder = self.step_dir(step)
-        atomic_write_text(folder / CHECKSUMS, json.dumps(file_digests(folder), indent=1))
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.CRITICAL)  # the error is raised here; its echoes would be noise
+        if sys.unraisablehook is sys.__unraisablehook__:
+            sys.unraisablehook = _drop_closed_loop_callbacks
+        try:
+            self._manager.save(step, args=args, force=True)
+            self._manager.wait_until_finished()
+            folder = self.step_dir(step)
+            atomic_write_text(folder / CHECKSUMS, json.dumps(file_digests(folder), indent=1))
+        except BaseException:
+            for partial in self.step_dir(step).parent.glob(f"{step}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        finally:
+            absl.setLevel(level)
 
     def damage(self, step: int) -> str | None:
         """Why the checkpoint at `step` is not intact, or None when its files match their

@@ -19,3 +19,7 @@ class ConfigError(OffrlError):
 
 class TrainingDiverged(OffrlError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class DiskFull(OffrlError):
+    """A write failed for lack of space; everything written before it is intact."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -69,13 +71,55 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def records_size(run_dir: Path) -> int:
+    """Bytes of records.jsonl (0 when absent): `cut_records` goes back to it."""
+    path = Path(run_dir) / RECORDS
+    return path.stat().st_size if path.exists() else 0
+
+
+def cut_records(run_dir: Path, size: int) -> None:
+    """Cut records.jsonl back to `size` bytes in place: needs no free space, unlike a rewrite."""
+    path = Path(run_dir) / RECORDS
+    if path.exists():
+        os.truncate(path, size)
+
+
 def append_records(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """Append whole lines in one write, so a crash leaves at most a torn last line."""
+    """Append whole lines in one write, so a crash leaves at most a torn last line; a failed
+    write (a full disk) is cut back, leaving no partial line."""
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    with open(Path(run_dir) / RECORDS, "a") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    size = records_size(run_dir)
+    try:
+        with open(Path(run_dir) / RECORDS, "a") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        cut_records(run_dir, size)
+        raise
+
+
+# Errors that mean "no room for this write": a full disk, a quota, a file size limit.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+NO_SPACE_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is a write refused for lack of space; orbax and
+    TensorStore wrap the OSError in their own exception types, keeping only its text."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+            return True
+        if any(text in str(error) for text in NO_SPACE_TEXTS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def free_space(folder: Path) -> str:
+    """Free bytes on the filesystem holding `folder`, for messages."""
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    return f"{shutil.disk_usage(existing).free / 2**20:,.1f} MiB free"
 
 
 def truncate_records(run_dir: Path, last_step: int) -> None:

@@ -37,12 +37,16 @@ from offrl.data.normalization import (
     transform_rewards,
 )
 from offrl.data.transitions import Transitions, checksum, sample_rows, take, to_device
-from offrl.errors import ConfigError, TrainingDiverged
+from offrl.errors import ConfigError, DiskFull, TrainingDiverged
 from offrl.evaluate import run_episodes
 from offrl.locks import LOCK, hold
 from offrl.results import (
     append_records,
+    cut_records,
+    free_space,
+    out_of_space,
     read_manifest,
+    records_size,
     truncate_records,
     write_manifest,
 )
@@ -280,6 +284,28 @@ def _chunk_records(
     return records
 
 
+def _save_chunk(
+    run_dir: Path, checkpointer: Checkpointer, step: int, n: int, carry: Carry, records: list
+) -> None:
+    """A chunk's records, then its checkpoint. When either write fails for lack of space, the
+    records are cut back, so the folder holds exactly the run up to the previous checkpoint."""
+    size = records_size(run_dir)
+    try:
+        append_records(run_dir, records)
+        checkpointer.save(step, carry, {"step": step})
+    except Exception as error:
+        cut_records(run_dir, size)
+        if not out_of_space(error):
+            raise
+        last = step - n
+        kept = f"the last good checkpoint (step {last}) is kept" if last else "it had none yet"
+        raise DiskFull(
+            f"the disk holding {run_dir} is full ({free_space(run_dir)}): the records and "
+            f"checkpoint of step {step} could not be written, and nothing of them was kept; "
+            f"{kept}. Free some space and run the same command to resume."
+        ) from None
+
+
 def _warn(message: str) -> None:
     tqdm.write(f"offrl: warning: {message}", file=sys.stderr)
 
@@ -475,8 +501,7 @@ def fit(
                 )
                 records.extend(new_records)
                 if run_dir is not None:
-                    append_records(run_dir, new_records)
-                    checkpointer.save(start, carry, {"step": start})
+                    _save_chunk(run_dir, checkpointer, start, n, carry, new_records)
                 if writer is not None:
                     _log_tensorboard(writer, new_records)
                 bar.update(n)

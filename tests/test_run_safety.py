@@ -34,7 +34,7 @@ TASK = f"minari/{HOPPER_DATASET_ID}"
 STEPS = 300
 
 
-def train_argv(out: Path, *extra: str) -> list[str]:
+def train_argv(out: Path, *extra: str, hidden: str = "64") -> list[str]:
     return [
         "train",
         "--task",
@@ -51,8 +51,8 @@ def train_argv(out: Path, *extra: str) -> list[str]:
         str(out),
         "--no-progress",
         "--hidden-dims",
-        "64",
-        "64",
+        hidden,
+        hidden,
         "--batch-size",
         "64",
         *extra,
@@ -350,3 +350,105 @@ def test_an_overwrite_killed_between_its_renames_puts_the_old_dataset_back(minar
     assert minari_io.remove_abandoned_staging() == []
     assert target.is_dir() and not aside.exists()
     assert minari_io.read_minari_info("local/swapped-v0").total_steps == 300
+
+
+def test_a_preview_is_marked_warned_about_and_never_benchmarked(minari_dir, tmp_path, capsys):
+    """`offrl data make TASK --steps N` writes a preview under the standard id: data list marks
+    it, train warns, and the bench makes the standard dataset before training on it."""
+    from offrl.bench import remake_reason
+    from offrl.data.commands import list_tasks
+
+    name = "offrl/pointmaze/umaze-v0"
+    argv = ["data", "make", name, "--steps", "3000", "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    preview = "3,000 transitions made with seed 0, not the standard 1,000,000 with seed 0"
+    assert remake_reason(name) == f"holds {preview}"
+    (row,) = [line for line in list_tasks().splitlines() if line.startswith(f"{name} ")]
+    assert "(preview)" in row
+    out = tmp_path / "run"
+    argv = ["train", "--task", name, "--steps", "20", "--eval-every", "20", "--eval-episodes"]
+    assert main([*argv, "1", "--out", str(out), "--no-progress", "--batch-size", "32"]) == 0
+    assert f"warning: {name} on disk holds {preview}" in capsys.readouterr().err
+
+
+# --- a full disk --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 3 MiB filesystem (tmpfs), where mounting one is permitted (root)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root; the file-size-limit test covers this")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+# Runs `offrl train` with a file size limit: every write past it fails as a full disk's would.
+SIZE_LIMITED = textwrap.dedent(
+    """
+    import resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write (EFBIG) instead of dying
+    limit = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    from offrl.cli import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+def assert_stopped_for_space(err: str, run_dir: Path) -> None:
+    assert err.count("offrl: error:") == 1 and "Traceback" not in err and "ERROR:absl" not in err
+    assert f"the disk holding {run_dir} is full" in err
+    assert "could not be written, and nothing of them was kept" in err
+    assert "run the same command to resume" in err
+    # Nothing half-written is visible: no orbax temporary folder, no record of an unsaved step.
+    checkpoints = run_dir / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir() if not p.name.isdigit()] == []
+    saved = max((int(p.name) for p in checkpoints.iterdir()), default=0)
+    assert all(r["step"] <= saved for r in records(run_dir))
+
+
+def test_a_full_disk_stops_training_with_one_message_and_resumes_after(
+    uninterrupted, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    argv = train_argv(run_dir, hidden="256")  # a checkpoint of ~1.5 MB: over the 1 MB limit
+    child = subprocess.run(
+        [sys.executable, "-c", SIZE_LIMITED, str(2**20), *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == 1, child.stderr[-3000:]
+    assert_stopped_for_space(child.stderr, run_dir)
+    assert "it had none yet" in child.stderr
+    # With room again, the same command resumes and finishes the run.
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert [(r["step"], r["seed"]) for r in records(run_dir)] == [
+        (step, seed) for step in range(100, STEPS + 1, 100) for seed in (0, 1)
+    ]
+
+
+def test_a_full_filesystem_stops_training_cleanly(uninterrupted, small_disk, capsys):
+    run_dir = small_disk / "run"
+    assert main(train_argv(run_dir, hidden="256")) == 1
+    assert_stopped_for_space(capsys.readouterr().err, run_dir)
+
+
+def test_a_dataset_the_disk_cannot_hold_is_refused_before_writing(small_disk, monkeypatch, capsys):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(small_disk))
+    dataset = "local/hopper-big-v0"
+    argv = ["data", "collect", "--env", "Hopper-v5", "--steps", "30000", "--out", dataset]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"writing {dataset} needs about" in err and "MiB free" in err and "Traceback" not in err
+    assert sorted(p.name for p in small_disk.iterdir()) == []

@@ -30,7 +30,7 @@ from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage import get_dataset_path
 
 from offrl.envs import flatten_goal_observation, is_goal_space
-from offrl.errors import DatasetError
+from offrl.errors import DatasetError, DiskFull
 
 __all__ = [
     "CHECKSUM_KEY",
@@ -345,6 +345,7 @@ def write_minari_dataset(
     target = check_writable(dataset_id, overwrite)
     env_spec = env.spec
     remove_abandoned_staging()
+    check_space(dataset_id, episode_buffers, minari_root())
     metadata: dict = {
         "dataset_id": dataset_id,
         "minari_version": minari.__version__,
@@ -383,6 +384,34 @@ def write_minari_dataset(
                 create_namespace(namespace)
         _move_into_place(staging, target, dataset_id, overwrite)
     return target
+
+
+# HDF5's own bytes per episode (a group, its attributes, a header per field, infos): measured
+# 2.5-2.7 KiB on hopper and PointMaze datasets; 4 KiB keeps the estimate above the real size.
+EPISODE_OVERHEAD = 4096
+
+
+def _nbytes(tree) -> int:
+    if isinstance(tree, dict):
+        return sum(_nbytes(value) for value in tree.values())
+    return int(np.asarray(tree).nbytes) if tree is not None else 0
+
+
+def check_space(dataset_id: str, episodes: Sequence[EpisodeBuffer], root: Path) -> None:
+    """Refuse a write the disk cannot hold, before it starts: h5py answers a full disk with a
+    cascade of errors from its destructors and, at worst, a crash."""
+    needed = sum(
+        _nbytes(e.observations) + _nbytes(e.actions) + _nbytes(e.rewards) + EPISODE_OVERHEAD
+        for e in episodes
+    )
+    needed += 2 * sum(len(e.rewards) for e in episodes)  # terminations and truncations, 1 byte
+    free = shutil.disk_usage(root).free
+    if needed * 1.05 > free:
+        raise DiskFull(
+            f"writing {dataset_id} needs about {needed / 2**20:,.1f} MiB, but the disk holding "
+            f"{root} has {free / 2**20:,.1f} MiB free: free some space, or point "
+            "MINARI_DATASETS_PATH at a larger disk, and run the command again."
+        )
 
 
 def _write_episodes(path: Path, episodes: Sequence[EpisodeBuffer]) -> int:
