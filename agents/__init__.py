@@ -1,4 +1,4 @@
-"""offrl's agents: each is a module with `Config`, `init`, `update` and `act` (DESIGN.md)."""
+"""offrl's agents: each is a module with `Config`, `init`, `update` and `act` (docs/design.md)."""
 
 from types import ModuleType
 

@@ -1,6 +1,7 @@
-"""A2PR (Liu et al., ICML 2024), faithful to the official code `ltlhuuu/A2PR` (ALGORITHMS.md 4).
+"""A2PR (Liu et al., ICML 2024), as the official code `ltlhuuu/A2PR` computes it.
 
-TD3+BC whose behaviour-cloning target is chosen by advantage. One iteration, in the code's order:
+TD3+BC whose behaviour-cloning target is chosen by advantage (docs/algorithms.md §4). One
+iteration, in the code's order:
 
 1. Critic: TD3's clipped double-Q update (target actor, smoothing noise, target-critic minimum).
 2. Value: V(s) regressed by plain MSE onto min(y_cur, y_tgt), where y_tgt is the critic's target and
@@ -13,7 +14,7 @@ TD3+BC whose behaviour-cloning target is chosen by advantage. One iteration, in 
 Steps 3 and 4 use V(s) computed *before* step 2 moved V, as the official code reuses that tensor.
 
 Where the official code is more specific than (or differs from) the paper's prose, this file
-follows the code (ALGORITHMS.md 4.2):
+follows the code (docs/algorithms.md §4.2):
 - the paper filters the VAE's data by 1(A(s, a) > eps_A); the code's threshold is 0 (strict ">");
 - V is fitted by plain MSE to min(y_cur, y_tgt): the expectile-0.8 loss of the official Value
   class is never called, so V is a pessimistic value of the learned policy, not of the data's;
@@ -59,9 +60,9 @@ BEHAVIOR_VERSION = 2
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):
-    """The official defaults (`utils/config.py` and the networks of `A2PR.py`; ALGORITHMS.md 4).
+    """The official defaults (`utils/config.py`, the networks of `A2PR.py`; docs/algorithms.md §4).
 
-    Per-task values, from the official README's example commands (ALGORITHMS.md 4.3):
+    Per-task values, from the official README's example commands (docs/algorithms.md §4.3):
       - halfcheetah-medium-v2: alpha 40.0, vae_weight 1.0, mask 1.0, discount 0.99
       - hopper-medium-v2:      alpha 2.5,  vae_weight 1.0, mask 0.4, discount 0.995
       - walker2d-medium-v2:    alpha 2.5,  vae_weight 1.5, mask 1.0, discount 0.99

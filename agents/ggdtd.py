@@ -2,8 +2,8 @@
 
 NOT a reproduction of a published offline result. The GGD-TD paper (Kim et al., arXiv 2408.02295)
 and its official code (`ait-lab/ggtde`) are online only (SAC, PPO, DQN); neither has offline or
-D4RL experiments. This agent is offrl's own offline variant (ALGORITHMS.md 5.5): TD3+BC with its
-twin critics replaced by two ensembles of N members with the GGD loss (ALGORITHMS.md 5.2-5.4).
+D4RL experiments. This agent is offrl's own offline variant (docs/algorithms.md §5.5): TD3+BC
+with its twin critics replaced by two ensembles of N members with the GGD loss (§5.2-5.4).
 
 Critic, every step (two ensembles c = 1, 2 of N members, each member outputs (Q, raw beta)):
   y_i = r + gamma (1 - done) min_c Q'_{c,i}(s', a~')     per member, TD3 target smoothing for a~'
@@ -52,7 +52,7 @@ BEHAVIOR_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):
-    """TD3+BC's official defaults (ALGORITHMS.md 2.1) plus the GGD-TD critic (5.3-5.5)."""
+    """TD3+BC's official defaults (docs/algorithms.md §2.1) plus the GGD-TD critic (5.3-5.5)."""
 
     ensemble_size: int = 5
     """Members N of each of the two critic ensembles (the official `ensemble_size`)."""

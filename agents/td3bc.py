@@ -35,7 +35,7 @@ BEHAVIOR_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):
-    """The official defaults (ALGORITHMS.md 2.1), all in TD3Config."""
+    """The official defaults (docs/algorithms.md §2.1), all in TD3Config."""
 
 
 @flax.struct.dataclass

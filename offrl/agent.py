@@ -1,4 +1,4 @@
-"""The agent contract every module in `agents/` follows (see DESIGN.md, "The agent contract")."""
+"""The agent contract every module in `agents/` follows (docs/design.md, "The agent contract")."""
 
 from __future__ import annotations
 

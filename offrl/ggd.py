@@ -1,4 +1,4 @@
-"""Generalised-Gaussian TD-error math for GGD-TD (ALGORITHMS.md section 5): small pure functions.
+"""Generalised-Gaussian TD-error math for GGD-TD (docs/algorithms.md §5): small pure functions.
 
 Conventions: TD errors `delta` and shapes `beta` of an ensemble have shape (N, B), member axis 0
 (the layout `offrl.nets.CriticEnsemble` returns), batch axis 1. The GGD scale alpha is fixed to 1

@@ -1,4 +1,4 @@
-"""A2PR update invariants against the official code's semantics (ALGORITHMS.md section 4)."""
+"""A2PR update invariants against the official code's semantics (docs/algorithms.md §4)."""
 
 import json
 import math

@@ -48,7 +48,7 @@ def test_task_reference_scores():
 
 @pytest.mark.parametrize("name", ["d4rl/antmaze-umaze-v2", "d4rl/maze2d-large-dense-v1"])
 def test_maze_tasks_are_known_but_not_yet_evaluable(name):
-    with pytest.raises(OffrlError, match="later issue") as error:
+    with pytest.raises(OffrlError, match="not supported yet, so it cannot be evaluated") as error:
         resolve_task(name)
     assert not isinstance(error.value, UnknownTaskError)
     assert name in known_task_names()
@@ -101,7 +101,7 @@ def test_list_shows_every_task_and_where_it_is(hopper_dataset, d4rl_dir, hopper_
     assert "3,000 rows" in lines["d4rl/hopper-random-v2"] and str(path) in text
     assert "not on disk" in lines["d4rl/hopper-medium-v2"]
     assert re.search(r"-20\.272305 +3234\.3 ", lines["d4rl/hopper-medium-v2"])
-    assert "(later issue)" in lines["d4rl/antmaze-umaze-v2"]
+    assert "(not supported yet)" in lines["d4rl/antmaze-umaze-v2"]
     assert f"{HOPPER_STEPS:,} steps" in lines[f"minari/{HOPPER_DATASET_ID}"]
 
 

@@ -1,4 +1,4 @@
-"""TD3+BC update invariants against the official code's semantics (ALGORITHMS.md section 2)."""
+"""TD3+BC update invariants against the official code's semantics (docs/algorithms.md §2)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""A2PR per-task hyper-parameters: the official README's examples (ALGORITHMS.md 4.3).
+"""A2PR per-task hyper-parameters: the official README's examples (docs/algorithms.md §4.3).
 
 Only halfcheetah, hopper and walker2d (given for their -medium-v2 datasets) have official values;
 the repo and the readable sources give none for random / medium-replay / medium-expert / expert,

@@ -71,7 +71,7 @@ def list_tasks(verify: bool = False) -> str:
     rows = []
     for name, (ref_min, ref_max) in sorted(d4rl.D4RL_REF_SCORES.items()):
         env = d4rl.LOCOMOTION_NAMES.get(name)
-        eval_env = D4RL_EVAL_ENVS[env][0] if env else "(later issue)"
+        eval_env = D4RL_EVAL_ENVS[env][0] if env else "(not supported yet)"
         path = d4rl.find_d4rl_file(name)
         size = f"{_d4rl_rows(path)}, {_megabytes(path)}" if path else "-"
         status, where = ("none", str(path)) if path else ("-", "not on disk")

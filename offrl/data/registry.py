@@ -185,8 +185,9 @@ def _resolve_d4rl(name: str, dataset: str) -> Task:
         raise OffrlError(
             f"Task {name} is a known D4RL dataset (reference scores "
             f"{d4rl.D4RL_REF_SCORES[dataset]}), but its evaluation environment (antmaze/maze2d, "
-            "from gymnasium-robotics) is not supported yet: it comes in a later issue. Use a "
-            "locomotion task such as d4rl/hopper-medium-v2 for now."
+            "from gymnasium-robotics) is not supported yet, so it cannot be evaluated. Use a "
+            "locomotion task such as d4rl/hopper-medium-v2, or offrl/pointmaze/umaze-v0 for a "
+            "maze."
         )
     ref_min, ref_max = d4rl.D4RL_REF_SCORES[dataset]
     return Task(name, "d4rl", _env_spec(*D4RL_EVAL_ENVS[env]), ref_min, ref_max)
