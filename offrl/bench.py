@@ -70,13 +70,14 @@ def plan(
     profile: Profile, checksums: Mapping[str, str], results: Path, force: bool = False
 ) -> list[RunSpec]:
     """Every (agent, task) of the profile with the seeds the store does not hold yet for the
-    task's current data (`checksums`: task -> dataset checksum)."""
+    task's current data (`checksums`: task -> dataset checksum), agent by agent in the profile's
+    order (the cheap ones first); the seeds of `profile.seed_by_seed` agents run one by one."""
     done = store.finished_keys(results / "runs.jsonl")
     protocol = Protocol(profile.steps, profile.eval_every, profile.eval_episodes)
     protocol_key = store.protocol_hash(protocol)
     specs = []
-    for task, checksum in checksums.items():
-        for agent in profile.agents:
+    for agent in profile.agents:
+        for task, checksum in checksums.items():
             config = config_for(agent, task)
             config_key = store.config_hash(config)
             version = behavior_version(AGENTS[agent])
@@ -86,8 +87,8 @@ def plan(
                 for seed in profile.seeds
                 if force or key(seed, config_key, protocol_key, checksum) not in done
             )
-            if seeds:
-                specs.append(RunSpec(agent, task, seeds, config, protocol, checksum))
+            groups = [(seed,) for seed in seeds] if agent in profile.seed_by_seed else [seeds]
+            specs += [RunSpec(agent, task, g, config, protocol, checksum) for g in groups if g]
     return specs
 
 

@@ -74,7 +74,7 @@ def _train_args_type(config_type: type) -> type:
 
 def train(argv: list[str]) -> int:
     from offrl.data.registry import load_task
-    from offrl.train import fit
+    from offrl.train import check_out_folder, fit
 
     agents = _agents()
     pre = argparse.ArgumentParser(add_help=False)
@@ -93,6 +93,8 @@ def train(argv: list[str]) -> int:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    out = args.out or Path("runs") / known.agent / args.task
+    check_out_folder(out)  # before the data is read: a wrong --out costs nothing
     loaded = load_task(args.task)
     if loaded.task.source == "offrl":
         from offrl.data.generate import nonstandard
@@ -104,7 +106,6 @@ def train(argv: list[str]) -> int:
                 "comparable with the benchmark's (`offrl data make TASK --overwrite` makes it)",
                 file=sys.stderr,
             )
-    out = args.out or Path("runs") / known.agent / args.task
     result = fit(
         agent,
         loaded.transitions,

@@ -310,7 +310,7 @@ def _warn(message: str) -> None:
     tqdm.write(f"offrl: warning: {message}", file=sys.stderr)
 
 
-def _check_writable(run_dir: Path) -> None:
+def check_out_folder(run_dir: Path) -> None:
     """--out must be a folder this process can create or write in, checked before any work."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file; pass a folder (new or an earlier run's)")
@@ -330,7 +330,7 @@ def _check_resume(run_dir: Path, manifest: dict) -> dict | None:
     A run with other settings is refused, unless it has no checkpoint yet: then it holds nothing
     to lose, and a corrected command starts the folder afresh.
     """
-    _check_writable(run_dir)
+    check_out_folder(run_dir)
     stored = read_manifest(run_dir)
     if stored is None:
         if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):

@@ -88,6 +88,28 @@ def test_stored_runs_are_skipped_and_new_seeds_planned(finished):
     assert [s.seeds for s in plan(TINY, checksums, results, force=True)] == [(0, 1)]
 
 
+def test_seed_by_seed_agents_run_one_seed_per_run_cheap_agents_first(finished):
+    results, _ = finished
+    checksums = {TASK: load_task(TASK).checksum, "offrl/hopper/medium-v0": "0" * 64}
+    profile = dataclasses.replace(
+        TINY, agents=("td3bc", "a2pr"), seeds=(0, 1, 2), seed_by_seed=("a2pr",)
+    )
+    planned = [(s.agent, s.task, s.seeds) for s in plan(profile, checksums, results)]
+    assert planned == [
+        ("td3bc", TASK, (2,)),  # seeds 0 and 1 are stored
+        ("td3bc", "offrl/hopper/medium-v0", (0, 1, 2)),
+        *[("a2pr", task, (seed,)) for task in checksums for seed in (0, 1, 2)],
+    ]
+
+
+def test_the_repro_profile_is_the_long_horizon_protocol():
+    repro = PROFILES["repro"]
+    assert repro.steps >= 100_000 and (repro.eval_every, repro.eval_episodes) == (5_000, 10)
+    assert len(repro.seeds) == 3 and set(repro.agents) == {"td3bc", "prdc", "a2pr", "ggdtd"}
+    assert {"offrl/hopper/medium-v0", "offrl/walker2d/medium-v0"} <= set(repro.tasks)
+    assert "hours on a 2-core CPU" in repro.note
+
+
 def test_runs_on_a_changed_dataset_are_planned_again_in_their_own_folder(finished):
     results, (spec,) = finished
     (again,) = plan(TINY, {TASK: "0" * 64}, results)

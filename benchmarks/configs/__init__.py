@@ -1,8 +1,8 @@
-"""Per-agent, per-task hyper-parameters from the official sources (ALGORITHMS.md), and the bench
-profiles: which agents, tasks and seeds, and the protocol they are trained and scored under.
+"""Per-agent, per-task hyper-parameters from the official sources (docs/algorithms.md), and the
+bench profiles: which agents, tasks and seeds, and the protocol they are trained and scored under.
 
 TD3+BC and GGD-TD use one configuration for every task (TD3+BC's paper does; GGD-TD is offrl's
-own offline variant, ALGORITHMS.md 5.5). PRDC and A2PR take their official per-environment
+own offline variant, docs/algorithms.md §5.5). PRDC and A2PR take their official per-environment
 values from `prdc.py` and `a2pr.py`, which say where a source is missing.
 """
 
@@ -49,6 +49,9 @@ class Profile:
     eval_episodes: int
     note: str
     """How the profile differs from the papers' protocol, printed under every table."""
+    seed_by_seed: tuple[str, ...] = ()
+    """Agents whose seeds train as separate runs, so that each run fits in a work session
+    (a run killed before its end starts again from its last checkpoint, if the folder survives)."""
 
 
 PAPER_STEPS, PAPER_EVAL_EVERY, PAPER_EVAL_EPISODES = 1_000_000, 5_000, 10
@@ -83,6 +86,30 @@ PROFILES = {
         eval_every=PAPER_EVAL_EVERY,
         eval_episodes=PAPER_EVAL_EPISODES,
         note="the papers' protocol: 1M gradient steps, evaluated every 5,000 (10 episodes)",
+    ),
+    "repro": Profile(
+        name="repro",
+        # Cheapest first: an interrupted bench has finished the most runs per hour.
+        agents=("td3bc", "prdc", "ggdtd", "a2pr"),
+        tasks=(
+            "offrl/hopper/medium-v0",
+            "offrl/hopper/medium-replay-v0",
+            "offrl/halfcheetah/medium-v0",
+            "offrl/walker2d/medium-v0",
+        ),
+        seeds=(0, 1, 2),
+        steps=100_000,
+        eval_every=PAPER_EVAL_EVERY,
+        eval_episodes=PAPER_EVAL_EPISODES,
+        seed_by_seed=("ggdtd", "a2pr"),
+        note=(
+            "LONG HORIZON on the generated datasets: 100,000 gradient steps (a tenth of the "
+            "papers'), evaluated every 5,000 (10 episodes), 3 seeds, final = mean of the last 10 "
+            "evaluations. About 20 hours on a 2-core CPU: per task, TD3+BC 13 min and PRDC "
+            "17 min (3 seeds in one program, 131 upd/s per seed in the default bench), GGD-TD "
+            "26 min and A2PR 54 min per seed alone (65 and 31 upd/s, make bench-speed), about "
+            "3 min of evaluation per run"
+        ),
     ),
     "smoke": Profile(
         name="smoke",
