@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= default
+RESULTS ?= results
 
 .PHONY: install test test-slow lint format bench leaderboard bench-speed clean
 
@@ -28,13 +29,14 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# PROFILE=default (about 70 min of training on 2 cores) | full (the papers' protocol) | smoke (minutes)
+# PROFILE=default (about 70 min of training on 2 cores) | repro (about 20 h) | full (the papers'
+# protocol) | smoke (minutes); RESULTS is the folder of the store, the run folders and the board.
 bench: install
-	$(BIN)/offrl bench --profile $(PROFILE) $(BENCH_ARGS)
-	$(BIN)/offrl leaderboard
+	$(BIN)/offrl bench --profile $(PROFILE) --results $(RESULTS) $(BENCH_ARGS)
+	$(BIN)/offrl leaderboard --store $(RESULTS)/runs.jsonl
 
 leaderboard: install
-	$(BIN)/offrl leaderboard
+	$(BIN)/offrl leaderboard --store $(RESULTS)/runs.jsonl
 
 bench-speed: install
 	$(BIN)/python -m benchmarks.speed
