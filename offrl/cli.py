@@ -74,7 +74,8 @@ def _train_args_type(config_type: type) -> type:
 
 def train(argv: list[str]) -> int:
     from offrl.data.registry import load_task
-    from offrl.train import check_out_folder, fit
+    from offrl.run_folder import check_out_folder
+    from offrl.train import fit
 
     agents = _agents()
     pre = argparse.ArgumentParser(add_help=False)

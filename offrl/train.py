@@ -11,9 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +26,7 @@ from tqdm.auto import tqdm
 
 from offrl import __version__
 from offrl.agent import DatasetSpec, behavior_version
-from offrl.checkpoint import Checkpointer, saved_steps
+from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import (
     ObsNormalizer,
     fit_normalizer,
@@ -37,19 +35,11 @@ from offrl.data.normalization import (
     transform_rewards,
 )
 from offrl.data.transitions import Transitions, checksum, sample_rows, take, to_device
-from offrl.errors import ConfigError, DiskFull, TrainingDiverged
+from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import run_episodes
-from offrl.locks import LOCK, hold
-from offrl.results import (
-    append_records,
-    cut_records,
-    free_space,
-    out_of_space,
-    read_manifest,
-    records_size,
-    truncate_records,
-    write_manifest,
-)
+from offrl.locks import hold
+from offrl.results import truncate_records, write_manifest
+from offrl.run_folder import check_resume, save_chunk, warn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,87 +274,6 @@ def _chunk_records(
     return records
 
 
-def _save_chunk(
-    run_dir: Path, checkpointer: Checkpointer, step: int, n: int, carry: Carry, records: list
-) -> None:
-    """A chunk's records, then its checkpoint. When either write fails for lack of space, the
-    records are cut back, so the folder holds exactly the run up to the previous checkpoint."""
-    size = records_size(run_dir)
-    try:
-        append_records(run_dir, records)
-        checkpointer.save(step, carry, {"step": step})
-    except Exception as error:
-        cut_records(run_dir, size)
-        if not out_of_space(error):
-            raise
-        last = step - n
-        kept = f"the last good checkpoint (step {last}) is kept" if last else "it had none yet"
-        raise DiskFull(
-            f"the disk holding {run_dir} is full ({free_space(run_dir)}): the records and "
-            f"checkpoint of step {step} could not be written, and nothing of them was kept; "
-            f"{kept}. Free some space and run the same command to resume."
-        ) from None
-
-
-def _warn(message: str) -> None:
-    tqdm.write(f"offrl: warning: {message}", file=sys.stderr)
-
-
-def check_out_folder(run_dir: Path) -> None:
-    """--out must be a folder this process can create or write in, checked before any work."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file; pass a folder (new or an earlier run's)")
-    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"--out {run_dir} lies under {existing}, which is a file; pass a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"--out {run_dir}: {existing} is not writable (permissions or a read-only disk); "
-            "pass a folder you can write to"
-        )
-
-
-def _check_resume(run_dir: Path, manifest: dict) -> dict | None:
-    """The stored manifest, if `run_dir` holds a run to resume; None for a fresh start.
-
-    A run with other settings is refused, unless it has no checkpoint yet: then it holds nothing
-    to lose, and a corrected command starts the folder afresh.
-    """
-    check_out_folder(run_dir)
-    stored = read_manifest(run_dir)
-    if stored is None:
-        if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
-            raise ConfigError(
-                f"{run_dir} exists and is not an offrl run folder (no run.json); "
-                "pass an empty or new --out folder"
-            )
-        return None
-    # A run folder from before versions were recorded was trained by version 1.
-    stored_version = stored.get("behavior_version", 1)
-    differences = [
-        key
-        for key in ("agent", "task", "config", "seeds", "eval_every", "eval_episodes", "checksum")
-        if stored.get(key) != manifest.get(key)
-    ]
-    if (differences or stored_version != manifest["behavior_version"]) and not saved_steps(run_dir):
-        _warn(f"{run_dir} held a run with other settings and no checkpoint yet: starting afresh")
-        return None
-    if differences:
-        key = differences[0]
-        raise ConfigError(
-            f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} there, "
-            f"{manifest.get(key)!r} now); resume it with the same settings or pass a new --out"
-        )
-    if stored_version != manifest["behavior_version"]:
-        raise ConfigError(
-            f"{run_dir} holds a run trained by {stored['agent']} behaviour version "
-            f"{stored_version}; this offrl's {manifest['agent']} is version "
-            f"{manifest['behavior_version']} (its update changed since), so the run cannot be "
-            "resumed: pass a new --out"
-        )
-    return stored
-
-
 def fit(
     agent: ModuleType,
     transitions: Transitions,
@@ -425,16 +334,16 @@ def fit(
     start = 0
     # A run folder that cannot be resumed is refused before anything is compiled or written.
     if run_dir is not None:
-        _check_resume(run_dir, manifest)
+        check_resume(run_dir, manifest, on_fresh_start=lambda _: None)  # said under the hold
     with contextlib.ExitStack() as held:  # the run folder's hold and its checkpointer
         carry = _unbatch_shared(init_carry(agent, spec, config, seeds))
         if run_dir is not None:
             held.enter_context(hold(run_dir, "run folder"))
             # Again, now that no other writer can change the folder.
-            stored = _check_resume(run_dir, manifest)
+            stored = check_resume(run_dir, manifest)
             checkpointer = held.enter_context(contextlib.closing(Checkpointer(run_dir)))
             if stored is not None:
-                restored = checkpointer.restore_latest_intact(carry, _warn)
+                restored = checkpointer.restore_latest_intact(carry, warn)
                 if restored is not None:
                     start, carry, _ = restored
             # Records past the resumed checkpoint (all of them when there is none) describe no
@@ -501,7 +410,7 @@ def fit(
                 )
                 records.extend(new_records)
                 if run_dir is not None:
-                    _save_chunk(run_dir, checkpointer, start, n, carry, new_records)
+                    save_chunk(run_dir, checkpointer, start, n, carry, new_records)
                 if writer is not None:
                     _log_tensorboard(writer, new_records)
                 bar.update(n)

@@ -27,6 +27,8 @@ from agents import TD3BC
 from offrl.agent import DatasetSpec
 from offrl.checkpoint import CHECKSUMS, Checkpointer
 from offrl.cli import main
+from offrl.data import minari_io, staging
+from offrl.data.collect import collect
 from offrl.locks import hold
 from offrl.train import _unbatch_shared, init_carry
 
@@ -323,15 +325,13 @@ KILLED_WRITER = textwrap.dedent(
 
 
 def test_a_killed_writers_staging_folder_is_removed_by_the_next_write(minari_dir, tmp_path):
-    from offrl.data import minari_io
-    from offrl.data.collect import collect
 
     code = subprocess.call([sys.executable, "-c", KILLED_WRITER, "local/killed-v0"])
     assert code == -signal.SIGKILL
     (abandoned,) = [p for p in minari_dir.iterdir() if p.is_dir() and p.name.startswith(".")]
-    assert abandoned.name.startswith(minari_io.STAGING) and (abandoned / "data").is_dir()
+    assert abandoned.name.startswith(staging.STAGING) and (abandoned / "data").is_dir()
     # A live writer's staging folder is left alone while the killed one's goes.
-    with minari_io._staging_folder(minari_dir) as live:
+    with staging.staging_folder(minari_dir) as live:
         live.mkdir()
         collect("Hopper-v5", "random", 300, "local/next-v0", seed=0)
         assert live.is_dir() and not abandoned.exists()
@@ -339,15 +339,12 @@ def test_a_killed_writers_staging_folder_is_removed_by_the_next_write(minari_dir
 
 
 def test_an_overwrite_killed_between_its_renames_puts_the_old_dataset_back(minari_dir):
-    from offrl.data import minari_io
-    from offrl.data.collect import collect
-
     collect("Hopper-v5", "random", 300, "local/swapped-v0", seed=0)
     target = minari_io.minari_dataset_path("local/swapped-v0")
     # What a kill between the two renames of an overwrite leaves: the id empty, the old aside.
-    aside = minari_dir / f"{minari_io.STAGING}{'0' * 32}{minari_io.REPLACED}"
+    aside = minari_dir / f"{staging.STAGING}{'0' * 32}{staging.REPLACED}"
     os.replace(target, aside)
-    assert minari_io.remove_abandoned_staging() == []
+    assert staging.remove_abandoned_staging(minari_dir) == []
     assert target.is_dir() and not aside.exists()
     assert minari_io.read_minari_info("local/swapped-v0").total_steps == 300
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +28,14 @@ from minari.dataset.minari_storage import MinariStorage
 from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage import get_dataset_path
 
+from offrl.data.staging import (
+    REPLACED,
+    check_space,
+    remove_abandoned_staging,
+    staging_folder,
+)
 from offrl.envs import flatten_goal_observation, is_goal_space
-from offrl.errors import DatasetError, DiskFull
+from offrl.errors import DatasetError
 
 __all__ = [
     "CHECKSUM_KEY",
@@ -53,8 +58,6 @@ __all__ = [
 MINARI_HDF5_FILE = "main_data.hdf5"
 """The file in a Minari HDF5 dataset's `data/` folder that holds the episodes and metadata."""
 CHECKSUM_KEY = "offrl_checksum"
-STAGING = ".staging-"  # a dataset being written: `<cache root>/.staging-<uuid>`
-REPLACED = "-replaced"  # the dataset an overwrite swapped out, until the new one is in place
 """Metadata key: `transitions.checksum` of what the loader returns, recorded when offrl wrote it."""
 _CHECK_STAMP = ".offrl-check.json"
 """Beside `data/`: the last verification's result and the file sizes and times it applies to."""
@@ -260,66 +263,6 @@ def _move_into_place(staged: Path, target: Path, dataset_id: str, overwrite: boo
     shutil.rmtree(retired, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _staging_folder(root: Path) -> Iterator[Path]:
-    """A fresh `<root>/.staging-<uuid>` path, marked as in use by an flock on the `.lock` file
-    beside it for as long as the writer lives; the folder and the lock file go on exit."""
-    name = f"{STAGING}{uuid.uuid4().hex}"
-    lock = root / f"{name}.lock"
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield root / name
-        finally:
-            shutil.rmtree(root / name, ignore_errors=True)
-            lock.unlink(missing_ok=True)  # before the flock goes: no cleaner sees it free
-    finally:
-        os.close(fd)
-
-
-def _writer_alive(lock: Path) -> bool:
-    """Whether a staging folder's writer still holds its lock (no lock file: it is gone)."""
-    try:
-        fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def remove_abandoned_staging(root: Path | None = None) -> list[Path]:
-    """Remove the `.staging-*` folders of writers that are gone (killed mid-write), and put back
-    a dataset that was swapped out for an overwrite and never replaced. Returns what it removed.
-    """
-    root = minari_root() if root is None else Path(root)
-    removed = []
-    for path in sorted(root.glob(f"{STAGING}*")):
-        if path.suffix == ".lock" or not path.is_dir():
-            continue
-        base = path.name.removesuffix(REPLACED)
-        lock = root / f"{base}.lock"
-        if _writer_alive(lock):
-            continue
-        if path.name.endswith(REPLACED):
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                dataset_id = json.loads((path / "data" / "metadata.json").read_text())["dataset_id"]
-                target = minari_dataset_path(dataset_id)
-                if not target.exists():  # killed between the two renames: the id is empty
-                    os.replace(path, target)
-                    continue
-        shutil.rmtree(path, ignore_errors=True)
-        lock.unlink(missing_ok=True)
-        removed.append(path)
-    return removed
-
-
 def write_minari_dataset(
     dataset_id: str,
     episode_buffers: Sequence[EpisodeBuffer],
@@ -344,8 +287,9 @@ def write_minari_dataset(
     """
     target = check_writable(dataset_id, overwrite)
     env_spec = env.spec
-    remove_abandoned_staging()
-    check_space(dataset_id, episode_buffers, minari_root())
+    root = minari_root()
+    remove_abandoned_staging(root)
+    check_space(dataset_id, episode_buffers, root)
     metadata: dict = {
         "dataset_id": dataset_id,
         "minari_version": minari.__version__,
@@ -360,7 +304,7 @@ def write_minari_dataset(
     if ref_scores is not None:
         metadata["ref_min_score"], metadata["ref_max_score"] = map(float, ref_scores)
     metadata |= extra_metadata or {}
-    with _staging_folder(minari_root()) as staging:
+    with staging_folder(root) as staging:
         staging.mkdir()
         storage = MinariStorage.new(
             staging / "data",
@@ -384,34 +328,6 @@ def write_minari_dataset(
                 create_namespace(namespace)
         _move_into_place(staging, target, dataset_id, overwrite)
     return target
-
-
-# HDF5's own bytes per episode (a group, its attributes, a header per field, infos): measured
-# 2.5-2.7 KiB on hopper and PointMaze datasets; 4 KiB keeps the estimate above the real size.
-EPISODE_OVERHEAD = 4096
-
-
-def _nbytes(tree) -> int:
-    if isinstance(tree, dict):
-        return sum(_nbytes(value) for value in tree.values())
-    return int(np.asarray(tree).nbytes) if tree is not None else 0
-
-
-def check_space(dataset_id: str, episodes: Sequence[EpisodeBuffer], root: Path) -> None:
-    """Refuse a write the disk cannot hold, before it starts: h5py answers a full disk with a
-    cascade of errors from its destructors and, at worst, a crash."""
-    needed = sum(
-        _nbytes(e.observations) + _nbytes(e.actions) + _nbytes(e.rewards) + EPISODE_OVERHEAD
-        for e in episodes
-    )
-    needed += 2 * sum(len(e.rewards) for e in episodes)  # terminations and truncations, 1 byte
-    free = shutil.disk_usage(root).free
-    if needed * 1.05 > free:
-        raise DiskFull(
-            f"writing {dataset_id} needs about {needed / 2**20:,.1f} MiB, but the disk holding "
-            f"{root} has {free / 2**20:,.1f} MiB free: free some space, or point "
-            "MINARI_DATASETS_PATH at a larger disk, and run the command again."
-        )
 
 
 def _write_episodes(path: Path, episodes: Sequence[EpisodeBuffer]) -> int:
