@@ -449,3 +449,20 @@ def test_a_dataset_the_disk_cannot_hold_is_refused_before_writing(small_disk, mo
     err = capsys.readouterr().err
     assert f"writing {dataset} needs about" in err and "MiB free" in err and "Traceback" not in err
     assert sorted(p.name for p in small_disk.iterdir()) == []
+
+
+def test_an_out_on_a_read_only_disk_is_refused_before_anything_is_read(tmp_path, capsys):
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        assert main(train_argv(folder / "run")) == 1
+        err = capsys.readouterr().err
+        assert f"{folder} is not writable (permissions or a read-only disk)" in err
+        assert "Traceback" not in err
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
