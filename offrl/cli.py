@@ -158,7 +158,7 @@ def evaluate_run(
     """
     from offrl.evaluate import evaluate_checkpoint
 
-    print(evaluate_checkpoint(run_dir, episodes=episodes, step=step))
+    print(evaluate_checkpoint(run_dir, _agents(), episodes=episodes, step=step))
     return 0
 
 
@@ -338,11 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         if verb == "behavior":
             return behavior(rest)
         if verb == "bench":
-            from offrl import bench
+            from benchmarks import runner
 
-            return bench.main(rest)
+            return runner.main(rest)
         if verb == "leaderboard":
-            from offrl import leaderboard
+            from benchmarks import leaderboard
             from offrl.agent import behavior_version
 
             versions = {name: behavior_version(a) for name, a in _agents().items()}

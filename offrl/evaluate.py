@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
@@ -48,9 +49,16 @@ def run_episodes(
     return returns.reshape(num_seeds, episodes)
 
 
-def evaluate_checkpoint(run_dir: Path, episodes: int | None = None, step: int | None = None) -> str:
-    """Restore a run folder's checkpoint and evaluate every seed's policy; returns a report."""
-    from agents import AGENTS
+def evaluate_checkpoint(
+    run_dir: Path,
+    agents: Mapping[str, ModuleType],
+    episodes: int | None = None,
+    step: int | None = None,
+) -> str:
+    """Restore a run folder's checkpoint and evaluate every seed's policy; returns a report.
+
+    `agents` maps the agent names a run folder may name to their modules (the command line
+    passes `agents.AGENTS`)."""
     from offrl.agent import DatasetSpec, config_from_dict
     from offrl.checkpoint import CheckpointDamaged, Checkpointer
     from offrl.data.normalization import ObsNormalizer
@@ -69,7 +77,7 @@ def evaluate_checkpoint(run_dir: Path, episodes: int | None = None, step: int | 
         raise ConfigError(
             f"{run_dir} was trained without a task, so it has no environment to evaluate in"
         )
-    agent = AGENTS[manifest["agent"]]
+    agent = agents[manifest["agent"]]
     config = config_from_dict(agent.Config, manifest["config"])
     seeds = manifest["seeds"]
     episodes = manifest["eval_episodes"] if episodes is None else episodes

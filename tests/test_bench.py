@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for, env_of
-from offrl import store
-from offrl.bench import bench, execute, plan
+from benchmarks.runner import bench, execute, plan
 from offrl.data.registry import load_task
 from offrl.errors import ConfigError, DatasetError
 from tests.conftest import HOPPER_DATASET_ID

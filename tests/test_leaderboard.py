@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from agents import AGENTS
-from offrl import stats
-from offrl.agent import behavior_version
-from offrl.leaderboard import (
+from benchmarks import stats
+from benchmarks.leaderboard import (
     build_leaderboard,
     d4rl_counterpart,
     default_reported_csv,
@@ -23,7 +22,7 @@ from offrl.leaderboard import (
     select,
     task_domain,
 )
-from offrl.store import (
+from benchmarks.store import (
     RunRecord,
     append,
     config_hash,
@@ -31,6 +30,7 @@ from offrl.store import (
     read_store,
     score_summary,
 )
+from offrl.agent import behavior_version
 
 FULL = {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10}
 SMOKE = {"steps": 2_000, "eval_every": 1_000, "eval_episodes": 2}

@@ -1,4 +1,4 @@
-"""offrl.stats against hand-computed cases and against rliable's own formulas (via scipy)."""
+"""benchmarks.stats against hand-computed cases and against rliable's own formulas (via scipy)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from offrl import stats
+from benchmarks import stats
 
 
 def test_iqm_drops_a_quarter_at_each_end_of_all_runs_pooled():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import HOPPER_DATASET_ID
 
-from offrl.store import (
+from benchmarks.store import (
     FINAL_WINDOW,
     RunKey,
     RunRecord,
@@ -147,7 +147,7 @@ def test_a_forced_rerun_replaces_the_earlier_record():
 APPENDER = textwrap.dedent(
     """
     import dataclasses, json, pathlib, sys, time
-    from offrl.store import RunRecord, append
+    from benchmarks.store import RunRecord, append
     folder, worker, count = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     template = RunRecord.from_dict(json.loads((folder / "template.json").read_text()), "template")
     (folder / f"ready{worker}").touch()

@@ -25,8 +25,8 @@ import tyro
 from tqdm.auto import tqdm
 
 from agents import AGENTS
+from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for
-from offrl import store
 from offrl.agent import behavior_version
 from offrl.data import minari_io
 from offrl.data.registry import known_task_names, load_task, resolve_task

@@ -10,7 +10,8 @@ file) and one protocol (steps, evaluation interval, episodes), printed under it.
 agent's column holds the mean ± std over seeds of its final scores, beside the paper's reported
 number: with their difference for the same D4RL dataset, for orientation only (no difference) for
 another source's counterpart. Per domain, mean, IQM and optimality gap carry rliable's stratified
-bootstrap intervals (`offrl.stats`); tasks scored in raw returns (no reference scores) stay out.
+bootstrap intervals (`benchmarks.stats`); tasks scored in raw returns (no reference scores) stay
+out.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from offrl import stats
+from benchmarks import stats
+from benchmarks.store import DEFAULT_STORE, FINAL_WINDOW, RunRecord, StoreError, read_store
 from offrl.errors import OffrlError
 from offrl.results import atomic_write
-from offrl.store import DEFAULT_STORE, FINAL_WINDOW, RunRecord, StoreError, read_store
 
 REFERENCE_AGENT = "td3bc"  # probability of improvement is reported over TD3+BC
 SOURCE_TITLES = {
