@@ -8,6 +8,7 @@ every time instead of by chance.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -372,18 +373,26 @@ def test_a_preview_is_marked_warned_about_and_never_benchmarked(minari_dir, tmp_
 # --- a full disk --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 3 MiB filesystem (tmpfs), where mounting one is permitted (root)."""
-    folder = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str):
+    """A real tmpfs mounted on `folder`, where mounting one is permitted (root); else a skip."""
     folder.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
     )
     if mounted.returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root; the file-size-limit test covers this")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=True)
+        pytest.skip("mounting a tmpfs needs root; the file-size-limit test covers a full disk")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 3 MiB filesystem."""
+    with tmpfs(tmp_path / "small", "size=3m") as folder:
+        yield folder
 
 
 # Runs `offrl train` with a file size limit: every write past it fails as a full disk's would.
@@ -452,17 +461,8 @@ def test_a_dataset_the_disk_cannot_hold_is_refused_before_writing(small_disk, mo
 
 
 def test_an_out_on_a_read_only_disk_is_refused_before_anything_is_read(tmp_path, capsys):
-    folder = tmp_path / "readonly"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
-    try:
+    with tmpfs(tmp_path / "readonly", "ro,size=1m") as folder:
         assert main(train_argv(folder / "run")) == 1
-        err = capsys.readouterr().err
-        assert f"{folder} is not writable (permissions or a read-only disk)" in err
-        assert "Traceback" not in err
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
+    err = capsys.readouterr().err
+    assert f"{folder} is not writable (permissions or a read-only disk)" in err
+    assert "Traceback" not in err
