@@ -156,7 +156,7 @@ def evaluate_run(
         episodes: Episodes per seed (default: the run's own evaluation episodes).
         step: Checkpoint step to evaluate (default: the latest).
     """
-    from offrl.evaluate import evaluate_checkpoint
+    from offrl.run_eval import evaluate_checkpoint
 
     print(evaluate_checkpoint(run_dir, _agents(), episodes=episodes, step=step))
     return 0
