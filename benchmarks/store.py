@@ -8,11 +8,12 @@ parse is reported with its file and line number rather than skipped, so a number
 disappears from the leaderboard.
 
 A run is identified by its `RunKey`: agent, the agent's behaviour version, task, seed, the hash of
-its config, the hash of its protocol (steps, evaluation interval, episodes) and the checksum of the
-dataset it trained on. The protocol is part of the key so that a short smoke run never stands in
-for the full benchmark of the same config; the checksum, so that a run on a remade dataset never
-stands in for one on the current data; the behaviour version, so that a run of an agent whose
-update has changed since never stands in for one of the current agent.
+its config, the hash of its protocol (steps, evaluation interval, episodes), the checksum of the
+dataset it trained on and the implementation that trained it (offrl, or a peer library such as
+d3rlpy trained on the same data by `benchmarks.peer`). The protocol is part of the key so that a
+short smoke run never stands in for the full benchmark of the same config; the checksum, so that a
+run on a remade dataset never stands in for one on the current data; the behaviour version, so that
+a run of an agent whose update has changed since never stands in for one of the current agent.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ import numpy as np
 from offrl.errors import OffrlError
 from offrl.results import read_manifest
 
-SCHEMA = 2
+SCHEMA = 3
 # Schema 1 records predate behaviour versions: every agent was then at its first, 1.
 SCHEMA_1_BEHAVIOR_VERSION = 1
+# Schema 1 and 2 records predate peer implementations: offrl trained them all.
+OURS = "offrl"
 FINAL_WINDOW = 10  # TD3+BC's rule: the final score is the mean of the last 10 evaluations
 DEFAULT_STORE = Path("results/runs.jsonl")
 PROTOCOL_FIELDS = ("steps", "eval_every", "eval_episodes")
@@ -55,6 +58,7 @@ class RunKey(NamedTuple):
     config_hash: str
     protocol_hash: str
     dataset_checksum: str
+    implementation: str = OURS
 
 
 def _plain(value: Any) -> Any:
@@ -103,7 +107,8 @@ class RunRecord:
     reference scores). `wall_s` is the wall time of the `offrl train` invocation that finished the
     run, shared by all `run_seeds` trained together (vmapped); `updates_per_s` is gradient updates
     per second per seed over the whole run, evaluation excluded. `behavior_version` is the
-    agent's BEHAVIOR_VERSION when it trained.
+    agent's BEHAVIOR_VERSION when it trained (for a peer, its adapter's version).
+    `implementation` is "offrl", or the peer library that trained the run on the same data.
     """
 
     agent: str
@@ -131,6 +136,7 @@ class RunRecord:
     run_seeds: list[int]
     run_dir: str
     finished_at: str
+    implementation: str = OURS
     schema: int = SCHEMA
 
     @property
@@ -143,7 +149,12 @@ class RunRecord:
             self.config_hash,
             self.protocol_hash,
             self.dataset_checksum,
+            self.implementation,
         )
+
+    @property
+    def is_peer(self) -> bool:
+        return self.implementation != OURS
 
     @property
     def source(self) -> str:
@@ -158,10 +169,12 @@ class RunRecord:
         """A record from its JSON object; `where` names the file and line in errors."""
         names = {f.name for f in dataclasses.fields(cls)}
         if data.get("schema") == 1 and "behavior_version" not in data:
-            data = {**data, "behavior_version": SCHEMA_1_BEHAVIOR_VERSION, "schema": SCHEMA}
+            data = {**data, "behavior_version": SCHEMA_1_BEHAVIOR_VERSION, "schema": 2}
+        if data.get("schema") == 2 and "implementation" not in data:
+            data = {**data, "implementation": OURS, "schema": SCHEMA}
         if data.get("schema") != SCHEMA:
             raise StoreError(
-                f"{where}: record schema {data.get('schema')!r}, this offrl reads 1 and {SCHEMA}"
+                f"{where}: record schema {data.get('schema')!r}, this offrl reads 1 to {SCHEMA}"
             )
         missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
         if missing or unknown:

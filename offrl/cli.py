@@ -25,6 +25,7 @@ VERBS = {
     "data": "datasets: list | info TASK | make TASK | collect",
     "behavior": "behaviour policies: train (online SAC, resumable) | ship | plot",
     "bench": "run a bench profile (default | full | smoke) into the results store",
+    "peer": "train d3rlpy's TD3+BC / PRDC on a profile's data, stored beside offrl's runs",
     "leaderboard": "LEADERBOARD.md, leaderboard.html and plots from the results store",
 }
 
@@ -341,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import runner
 
             return runner.main(rest)
+        if verb == "peer":
+            from benchmarks import peer
+
+            return peer.main(rest)
         if verb == "leaderboard":
             from benchmarks import leaderboard
             from offrl.agent import behavior_version

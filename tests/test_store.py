@@ -123,19 +123,23 @@ def test_records_round_trip_and_keys_drive_the_skip_logic(tmp_path):
     assert key._replace(seed=7) not in finished_keys(store)
     assert key._replace(dataset_checksum="f" * 64) not in finished_keys(store)
     assert key._replace(behavior_version=2) not in finished_keys(store)
+    assert key._replace(implementation="d3rlpy") not in finished_keys(store)
 
 
-def test_records_written_before_behaviour_versions_read_as_version_1(tmp_path):
-    """Schema-1 lines (every agent then at its first version) stay readable, as version 1."""
+def test_records_of_older_schemas_read_as_offrl_runs_of_version_1(tmp_path):
+    """Schema-1 lines (every agent then at its first version) read as version 1; schema 1 and 2
+    lines (no peers yet) as offrl's own runs."""
     store = tmp_path / "runs.jsonl"
-    old = json.loads(make_record().to_line())
-    del old["behavior_version"]
-    old["schema"] = 1
-    store.write_text(json.dumps(old) + "\n")
-    (record,) = read_store(store)
-    assert record == make_record() and record.behavior_version == 1 and record.schema == 2
-    store.write_text(json.dumps({**old, "schema": 3}) + "\n")
-    with pytest.raises(StoreError, match="record schema 3, this offrl reads 1 and 2"):
+    current = json.loads(make_record().to_line())
+    schema_2 = {k: v for k, v in current.items() if k != "implementation"} | {"schema": 2}
+    schema_1 = {k: v for k, v in schema_2.items() if k != "behavior_version"} | {"schema": 1}
+    for old in (schema_1, schema_2):
+        store.write_text(json.dumps(old) + "\n")
+        (record,) = read_store(store)
+        assert record == make_record() and record.schema == 3
+        assert record.behavior_version == 1 and not record.is_peer
+    store.write_text(json.dumps({**current, "schema": 4}) + "\n")
+    with pytest.raises(StoreError, match="record schema 4, this offrl reads 1 to 3"):
         read_store(store)
 
 
