@@ -1,0 +1,123 @@
+"""`offrl peer`: d3rlpy trained on exactly offrl's rows, resumable, stored as peer records."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import peer, store
+from offrl.data.registry import load_task
+from offrl.data.transitions import Transitions
+from offrl.train import Protocol
+from tests.conftest import HOPPER_DATASET_ID
+
+TASK = f"minari/{HOPPER_DATASET_ID}"
+
+
+def table(observations, next_observations, dones) -> Transitions:
+    n = len(dones)
+    return Transitions(
+        observations=np.asarray(observations, np.float32).reshape(n, 1),
+        actions=np.zeros((n, 1), np.float32),
+        rewards=np.zeros(n, np.float32),
+        next_observations=np.asarray(next_observations, np.float32).reshape(n, 1),
+        dones=np.asarray(dones, np.float32),
+    )
+
+
+def test_episodes_end_at_terminals_and_where_the_next_row_does_not_continue():
+    # rows: 0->1->2 (terminal), 5->6 (cut: next row starts at 9), 9->10->11 (end of table)
+    rows = table([0, 1, 2, 5, 9, 10], [1, 2, 3, 6, 10, 11], [0, 0, 1, 0, 0, 0])
+    assert peer.episode_bounds(rows) == [(0, 3, True), (3, 4, False), (4, 6, False)]
+    # A terminal row ends its episode even when the next row happens to start from its next state.
+    rows = table([0, 1, 2], [1, 2, 3], [0, 1, 0])
+    assert peer.episode_bounds(rows) == [(0, 2, True), (2, 3, False)]
+
+
+def test_episode_bounds_cover_every_row_of_a_real_dataset_once(hopper_dataset):
+    transitions = load_task(TASK).transitions
+    bounds = peer.episode_bounds(transitions)
+    assert [b[0] for b in bounds[1:]] == [b[1] for b in bounds[:-1]]
+    assert bounds[0][0] == 0 and bounds[-1][1] == transitions.size
+    for start, stop, terminated in bounds:
+        np.testing.assert_array_equal(
+            transitions.next_observations[start : stop - 1],
+            transitions.observations[start + 1 : stop],
+        )
+        assert terminated == bool(transitions.dones[stop - 1])
+    assert any(t for *_, t in bounds) and len(bounds) > 10
+
+
+@pytest.mark.slow
+def test_the_peers_extra_resolves_beside_offrls_own_requirements():
+    """d3rlpy 2.8.1 pins gymnasium 1.0.0, below ours: pip must find a consistent set."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", f"{root}[peers]"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_d3rlpys_buffer_yields_exactly_our_rows(hopper_dataset):
+    pytest.importorskip("d3rlpy", reason="needs offrl[peers]")
+    transitions = load_task(TASK).transitions
+    buffer = peer.replay_buffer(transitions)
+    picked = [
+        buffer.transition_picker(episode, i)
+        for episode in buffer.episodes
+        for i in range(episode.transition_count)
+    ]
+    assert len(picked) == transitions.size
+    dones = np.array([t.terminal for t in picked])
+    np.testing.assert_array_equal(dones, transitions.dones)
+    np.testing.assert_array_equal([t.observation for t in picked], transitions.observations)
+    np.testing.assert_array_equal([t.action for t in picked], transitions.actions)
+    np.testing.assert_array_equal([t.reward[0] for t in picked], transitions.rewards)
+    live = dones == 0  # d3rlpy gives a terminal row a zero next state: it is never bootstrapped
+    next_observations = np.array([t.next_observation for t in picked])
+    np.testing.assert_array_equal(next_observations[live], transitions.next_observations[live])
+
+
+@pytest.mark.slow
+def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
+    hopper_dataset, tmp_path, monkeypatch
+):
+    pytest.importorskip("d3rlpy", reason="needs offrl[peers]")
+    checksum = load_task(TASK).checksum
+    spec = peer.PeerSpec("td3bc", TASK, 3, Protocol(40, 20, 2), checksum)
+    whole = peer.train_peer(spec, tmp_path / "whole", progress=False)
+
+    evaluate, calls = peer._evaluate, []
+
+    def dies_at_second_evaluation(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args)
+
+    monkeypatch.setattr(peer, "_evaluate", dies_at_second_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        peer.train_peer(spec, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(peer, "_evaluate", evaluate)
+    run_dir = spec.run_dir(tmp_path / "killed")
+    assert sorted(p.name for p in run_dir.glob("*-*")) == ["model-20.d3", "rng-20.pkl"]
+    resumed = peer.train_peer(spec, tmp_path / "killed", progress=False)
+
+    assert resumed.curve_steps == whole.curve_steps == [20, 40]
+    assert resumed.curve_scores == whole.curve_scores
+    assert resumed.is_peer and resumed.implementation == "d3rlpy"
+    assert resumed.config["library"].startswith("d3rlpy==") and resumed.config["alpha"] == 2.5
+    assert sorted(p.name for p in run_dir.glob("*-*")) == ["model-40.d3", "rng-40.pkl"]
+    key = dataclasses.replace(resumed, wall_s=0.0).key
+    assert (
+        key.implementation == "d3rlpy"
+        and key != dataclasses.replace(resumed, implementation=store.OURS).key
+    )
