@@ -20,6 +20,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import pickle
 import random
 import time
@@ -376,8 +377,8 @@ class PeerArgs:
     tasks: tuple[str, ...] | None = None
     """Only these tasks of the profile (default: all of them)."""
     threads: int = 1
-    """torch CPU threads (1: small networks gain nothing from more; beside a busy bench, 2 made
-    each update 12x slower)."""
+    """torch and scikit-learn CPU threads (1: small networks gain nothing from more; beside a busy
+    bench, 2 made each update 12x slower)."""
     force: bool = False
     """Train runs the store already holds again, from scratch."""
 
@@ -395,6 +396,8 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"{', '.join(unknown)}: not a task of profile {profile.name}")
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    # d3rlpy's PRDC searches with scikit-learn's n_jobs=-1: joblib reads its core count here.
+    os.environ["LOKY_MAX_CPU_COUNT"] = str(args.threads)
     import_d3rlpy()
     import torch
 
