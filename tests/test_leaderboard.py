@@ -87,9 +87,22 @@ FINALS = {
 }
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "runs.jsonl"
+def make_peer(agent: str, task: str, seed: int, final: float, **changes) -> RunRecord:
+    """The same run trained by d3rlpy through `offrl peer`: one seed per run, slower."""
+    record = make_record(agent, task, seed, final)
+    peer = {"implementation": "d3rlpy", "run_seeds": [seed], "updates_per_s": 300.0}
+    return dataclasses.replace(record, **(peer | changes))
+
+
+# Peer finals, far from ours so that a peer score leaking into our columns would show.
+PEER_FINALS = {
+    ("td3bc", "offrl/hopper/medium-v0"): [15.0, 25.0, 35.0],
+    ("prdc", "offrl/hopper/medium-v0"): [45.0, 55.0],
+    ("prdc", "offrl/walker2d/medium-v0"): [70.0, 71.0, 72.0],  # a task only the peer ran
+}
+
+
+def our_records() -> list[RunRecord]:
     records = [
         make_record(agent, task, seed, final)
         for (agent, task), finals in FINALS.items()
@@ -97,7 +110,35 @@ def store(tmp_path_factory) -> Path:
     ]
     records.append(make_record("td3bc", "minari/local/hopper-random-v0", 0, 1234.5, kind="return"))
     records += [make_record("td3bc", "d4rl/hopper-medium-v2", s, 1.0, SMOKE) for s in range(2)]
-    append(path, records)
+    return records
+
+
+def peer_records() -> list[RunRecord]:
+    """PEER_FINALS, and peers on another dataset than the row's, which never show."""
+    records = [
+        make_peer(agent, task, seed, final)
+        for (agent, task), finals in PEER_FINALS.items()
+        for seed, final in enumerate(finals)
+    ]
+    return records + [
+        make_peer("td3bc", "d4rl/hopper-medium-v2", s, 500.0, dataset_checksum="f" * 64)
+        for s in range(3)
+    ]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "runs.jsonl"
+    append(path, our_records())
+    return path
+
+
+@pytest.fixture(scope="module")
+def peer_store(tmp_path_factory) -> Path:
+    """The store above with peer runs appended, in between ours and after them."""
+    path = tmp_path_factory.mktemp("peer_store") / "runs.jsonl"
+    ours, peers = our_records(), peer_records()
+    append(path, peers[:4] + ours + peers[4:])
     return path
 
 
@@ -106,6 +147,13 @@ def page(store, tmp_path_factory) -> str:
     """LEADERBOARD.md built once for the tests that only read it."""
     out = tmp_path_factory.mktemp("page")
     build_leaderboard(store, out_dir=out, bootstrap_reps=REPS, seed=3)
+    return (out / "LEADERBOARD.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def peer_page(peer_store, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("peer_page")
+    build_leaderboard(peer_store, out_dir=out, bootstrap_reps=REPS, seed=3)
     return (out / "LEADERBOARD.md").read_text()
 
 
@@ -346,3 +394,121 @@ def test_cli_writes_the_page_beside_the_store_and_refuses_bad_stores(store, tmp_
     assert not (tmp_path / "e").exists() and not (tmp_path / "c").exists()
     assert main(["--store", str(store), "--reps", "0"]) == 1
     assert "--reps must be >= 1" in capsys.readouterr().err
+
+
+def test_peer_records_never_enter_our_columns_or_aggregates(page, peer_page):
+    """Same agent names, far-off scores: our cells and every aggregate stay what ours make."""
+    offrl = section(page, "## offrl-generated datasets (offrl/)")
+    with_peers = section(peer_page, "## offrl-generated datasets (offrl/)")
+    rows = table_rows(section(with_peers, "### Per task"))
+    assert rows["offrl/hopper/medium-v0"][0] == "20.0 ± 8.2 (3)"  # td3bc: ours only
+    assert rows["offrl/hopper/medium-v0"][3] == "50.0 ± 8.2 (3)"  # prdc: ours only
+    # Mean, IQM, gap, P(improvement) and the profile are ours: the peer-only task stays out.
+    domain = section(with_peers, "### Domain: locomotion")
+    assert domain == section(offrl, "### Domain: locomotion")
+    assert "Tasks: offrl/hopper/medium-v0." in domain
+    speed = table_rows(section(with_peers, "### Speed"))
+    assert speed["td3bc"] == ["3", "2000", "10.0"]  # ours; the peer has a row of its own
+    assert speed["td3bc (d3rlpy)"] == ["3", "300", "10.0"]
+    assert speed["prdc (d3rlpy)"] == ["5", "300", "10.0"]
+    selection = select(our_records() + peer_records())
+    for board in selection.boards:
+        assert not any(r.is_peer for r in board.records)
+        assert all(r.is_peer for r in board.peers)
+    (offrl_board,) = [b for b in selection.boards if b.source == "offrl"]
+    assert offrl_board.agents == ["td3bc", "prdc"]
+    assert offrl_board.normalized_tasks("locomotion") == ["offrl/hopper/medium-v0"]
+    assert offrl_board.tasks == ["offrl/hopper/medium-v0", "offrl/walker2d/medium-v0"]
+
+
+def test_the_peer_column_holds_the_peers_mean_std_n_beside_the_agent(peer_page):
+    offrl = section(peer_page, "## offrl-generated datasets (offrl/)")
+    header = next(line for line in offrl.splitlines() if line.startswith("| Task"))
+    assert header == (
+        "| Task | td3bc | td3bc d3rlpy (same data) | td3bc paper (D4RL)† "
+        "| prdc | prdc d3rlpy (same data) | prdc paper (D4RL)† |"
+    )
+    rows = table_rows(section(offrl, "### Per task"))
+    # td3bc's peer: 15, 25, 35 -> 25 ± sqrt(200/3) = 8.2; prdc's: 45, 55 -> 50 ± 5 over 2 seeds.
+    assert rows["offrl/hopper/medium-v0"] == [
+        "20.0 ± 8.2 (3)", "25.0 ± 8.2 (3)", "59.3 ± 4.2 (d4rl/hopper-medium-v2)",
+        "50.0 ± 8.2 (3)", "50.0 ± 5.0 (2)", "100.3 ± 0.2 (d4rl/hopper-medium-v2)",
+    ]  # fmt: skip
+    # A task only the peer ran: a row of its own, "—" wherever nobody ran it.
+    assert rows["offrl/walker2d/medium-v0"] == [
+        "—", "—", "83.7 ± 2.1 (d4rl/walker2d-medium-v2)",
+        "—", "71.0 ± 0.8 (3)", "85.2 ± 0.4 (d4rl/walker2d-medium-v2)",
+    ]  # fmt: skip
+    assert "d3rlpy (same data): the agent's algorithm as implemented in d3rlpy" in offrl
+    assert "dashed: a peer implementation on the same data" in offrl
+    # 8 peer runs shown, the 3 on another dataset than d4rl/hopper-medium-v2's left out.
+    assert "8 peer runs (another library's implementation" in peer_page
+    assert "3 more peer runs left out" in peer_page
+
+
+def test_a_peer_run_on_another_dataset_than_the_rows_is_left_out():
+    ours = make_record("td3bc", "offrl/hopper/medium-v0", 0, 20.0)
+    same = make_peer("td3bc", "offrl/hopper/medium-v0", 0, 25.0)
+    other = make_peer("td3bc", "offrl/hopper/medium-v0", 1, 90.0, dataset_checksum="f" * 64)
+    # Appended last, the peer's dataset still does not decide a row ours are on.
+    selection = select([ours, same, other])
+    (board,) = selection.boards
+    assert (board.records, board.peers) == ((ours,), (same,))
+    assert (selection.peers_shown, selection.peers_left_out, selection.outdated) == (1, 1, 0)
+    # Where only peers ran a task, their latest dataset decides.
+    only = make_peer("prdc", "offrl/walker2d/medium-v0", 0, 70.0)
+    remade = make_peer("prdc", "offrl/walker2d/medium-v0", 1, 75.0, dataset_checksum="f" * 64)
+    (board,) = select([only, remade]).boards
+    assert (board.records, board.peers) == ((), (remade,))
+
+
+def test_peers_keep_their_newest_adapter_version_whatever_our_agents_version():
+    """The behaviour versions are our agents': a peer's behavior_version is its adapter's."""
+    ours = dataclasses.replace(
+        make_record("td3bc", "offrl/hopper/medium-v0", 0, 20.0), behavior_version=3
+    )
+    old = make_peer("td3bc", "offrl/hopper/medium-v0", 0, 25.0)
+    new = make_peer("td3bc", "offrl/hopper/medium-v0", 0, 30.0, behavior_version=2)
+    selection = select([ours, new, old], {"td3bc": 3})
+    (board,) = selection.boards
+    assert (board.records, board.peers) == ((ours,), (new,))
+    assert (selection.old_behavior, selection.peers_left_out) == (0, 1)
+    assert board.finals("offrl/hopper/medium-v0", "td3bc").tolist() == [20.0]
+    assert board.finals("offrl/hopper/medium-v0", "td3bc", "d3rlpy").tolist() == [30.0]
+
+
+def test_a_page_with_peers_regenerates_byte_identically(peer_store, tmp_path):
+    first = build_leaderboard(peer_store, out_dir=tmp_path / "a", bootstrap_reps=REPS, seed=1)
+    second = build_leaderboard(peer_store, out_dir=tmp_path / "b", bootstrap_reps=REPS, seed=1)
+    relative = [p.relative_to(tmp_path / "a") for p in first]
+    assert relative == [p.relative_to(tmp_path / "b") for p in second]
+    assert any(p.name == "offrl_walker2d_medium-v0.png" for p in relative)  # the peer's curve
+    for path in relative:
+        assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
+
+
+def test_boards_without_peer_runs_render_exactly_as_before(
+    page, peer_page, store, peer_store, tmp_path
+):
+    """The peers here are on offrl/ tasks (and left out on d4rl/): every other board's section
+    and plots are the page without peers, byte for byte."""
+    for heading in (
+        "## D4RL dataset files (d4rl/): 1,000,000 steps",
+        "## D4RL dataset files (d4rl/): 2,000 steps",
+        "## Minari datasets (minari/)",
+    ):
+        assert section(peer_page, heading) == section(page, heading)
+    build_leaderboard(store, out_dir=tmp_path / "ours", bootstrap_reps=REPS, seed=3)
+    build_leaderboard(peer_store, out_dir=tmp_path / "both", bootstrap_reps=REPS, seed=3)
+    untouched = [
+        p.relative_to(tmp_path / "ours")
+        for p in (tmp_path / "ours" / "plots").rglob("*.png")
+        if not p.relative_to(tmp_path / "ours" / "plots").parts[0].startswith("offrl-")
+    ]
+    assert len(untouched) >= 6
+    for relative in untouched:
+        assert (tmp_path / "both" / relative).read_bytes() == (
+            tmp_path / "ours" / relative
+        ).read_bytes()
+    # Without peer records, not even the header mentions them.
+    assert "peer runs" not in page and "d3rlpy" not in page

@@ -1,0 +1,32 @@
+"""Which domain a task belongs to, from the environment its name mentions."""
+
+from __future__ import annotations
+
+import re
+
+# Checked in this order, so "antmaze" is never taken for "ant".
+DOMAIN_OF_ENV = {
+    "antmaze": "antmaze",
+    "pointmaze": "maze",
+    "maze2d": "maze",
+    "halfcheetah": "locomotion",
+    "walker2d": "locomotion",
+    "hopper": "locomotion",
+    "ant": "locomotion",
+}
+DOMAIN_ORDER = ("locomotion", "maze", "antmaze", "other")
+
+
+def task_env(task: str) -> tuple[str, list[str]] | None:
+    """The environment a task name mentions and the name's words after it, or None."""
+    words = re.split(r"[/_\-]", task.lower())[1:]
+    for env in DOMAIN_OF_ENV:
+        if env in words:
+            return env, words[words.index(env) + 1 :]
+    return None
+
+
+def task_domain(task: str) -> str:
+    """locomotion, maze, antmaze, or other."""
+    found = task_env(task)
+    return "other" if found is None else DOMAIN_OF_ENV[found[0]]
