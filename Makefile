@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 RESULTS ?= results
 
-.PHONY: install test test-slow lint format bench leaderboard bench-speed clean
+.PHONY: install test test-slow lint format bench bench-peer leaderboard bench-speed clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ format: install
 # protocol) | smoke (minutes); RESULTS is the folder of the store, the run folders and the board.
 bench: install
 	$(BIN)/offrl bench --profile $(PROFILE) --results $(RESULTS) $(BENCH_ARGS)
+	$(BIN)/offrl leaderboard --store $(RESULTS)/runs.jsonl
+
+# d3rlpy's TD3+BC and PRDC on the profile's data, stored beside ours (pip install -e '.[peers]').
+bench-peer: install
+	$(BIN)/offrl peer --profile $(PROFILE) --results $(RESULTS) $(PEER_ARGS)
 	$(BIN)/offrl leaderboard --store $(RESULTS)/runs.jsonl
 
 leaderboard: install
