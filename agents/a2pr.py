@@ -37,18 +37,18 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from offrl.agent import DatasetSpec, require
+from offrl.agent import Context, DatasetSpec, no_preparation, require
 from offrl.data.transitions import Transitions
 from offrl.nets import MLP, VAE, CriticEnsemble, DeterministicActor
 from offrl.td3 import (
     TargetTrainState,
     TD3Config,
+    actor_step,
     bellman_target,
     clipped_double_q_target,
     create_model,
     first_member,
     normalized_q_bc_loss,
-    polyak,
     smoothed_target_actions,
     td3_update,
     twin_mse_loss,
@@ -122,7 +122,7 @@ def init(key: jax.Array, spec: DatasetSpec, config: Config) -> State:
     observations = jnp.zeros((1, spec.obs_dim))
     actions = jnp.zeros((1, spec.action_dim))
     actor_net = DeterministicActor(config.hidden_dims, spec.action_dim, spec.max_action)
-    critic_net = CriticEnsemble(config.critic_hidden_dims, num_members=2)
+    critic_net = CriticEnsemble(config.critic_hidden_dims, 2, layer_norm=config.critic_layer_norm)
     vae_net = VAE(config.vae_hidden_dims, spec.action_dim, 2 * spec.action_dim, spec.max_action)
     value = create_plain(
         value_key, MLP(config.critic_hidden_dims, 1), (observations,), config.value_lr
@@ -148,10 +148,7 @@ def state_value(value: TrainState, params, observations: jax.Array) -> jax.Array
 
 def q1(state: State, observations: jax.Array, actions: jax.Array) -> jax.Array:
     """Q1(s, a) of the online critic (A2PR's advantages and actor use the first member only)."""
-    critic = state.critic
-    return first_member(
-        critic, critic.params, observations, actions, state.config.critic_hidden_dims
-    )
+    return first_member(state.critic, state.critic.params, observations, actions)
 
 
 def vae_loss(params, vae: TrainState, batch: Transitions, positive, key, vae_weight: float):
@@ -222,9 +219,7 @@ def update_critic(state: State, batch: Transitions, key: jax.Array) -> tuple[Sta
 
     # 3. VAE on the dataset actions whose advantage Q1(s, a) - V(s) (updated critic) is > 0.
     # The paper writes the filter as 1(A(s, a) > eps_A); the code's threshold is 0 (strict >).
-    q_data = first_member(
-        critic, critic.params, batch.observations, batch.actions, c.critic_hidden_dims
-    )
+    q_data = first_member(critic, critic.params, batch.observations, batch.actions)
     positive = q_data > v
     grads, vae_metrics = jax.grad(vae_loss, has_aux=True)(
         state.vae.params, state.vae, batch, positive, vae_key, c.vae_weight
@@ -276,15 +271,20 @@ def update_actor(state: State, batch: Transitions) -> tuple[State, dict]:
     step's one random draw (the VAE's z for pi(s)) comes from the agent's own `state.rng`.
     """
     rng, key = jax.random.split(state.rng)
-    grads, metrics = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, key)
-    actor = state.actor.apply_gradients(grads=grads)
-    tau = state.config.tau
-    state = state.replace(actor=polyak(actor, tau), critic=polyak(state.critic, tau), rng=rng)
-    return state, metrics
+    state, metrics = actor_step(state, lambda params: actor_loss(params, state, batch, key))
+    return state.replace(rng=rng), metrics
 
 
-def update(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
-    """One A2PR iteration: critic, value and VAE steps, then (every `policy_freq`-th) the actor."""
+prepare = no_preparation
+
+
+def update(
+    state: State, batch: Transitions, key: jax.Array, context: Context
+) -> tuple[State, dict]:
+    """One A2PR iteration: critic, value and VAE steps, then (every `policy_freq`-th) the actor.
+
+    A2PR learns from the batch alone: `context` is not used.
+    """
     return td3_update(update_critic, update_actor, state, batch, key)
 
 

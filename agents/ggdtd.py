@@ -28,16 +28,17 @@ import jax
 import jax.numpy as jnp
 
 from offrl import ggd
-from offrl.agent import DatasetSpec, require
+from offrl.agent import Context, DatasetSpec, no_preparation, require
 from offrl.data.transitions import Transitions
 from offrl.nets import CriticEnsemble, DeterministicActor
 from offrl.td3 import (
     TargetTrainState,
     TD3Config,
+    actor_step,
     bellman_target,
     create_model,
+    leading_members,
     normalized_q_bc_loss,
-    polyak,
     smoothed_target_actions,
     td3_update,
 )
@@ -101,7 +102,10 @@ def init(key: jax.Array, spec: DatasetSpec, config: Config) -> State:
     actions = jnp.zeros((1, spec.action_dim))
     actor_net = DeterministicActor(config.hidden_dims, spec.action_dim, spec.max_action)
     critic_net = CriticEnsemble(
-        config.hidden_dims, num_members=NUM_CRITICS * config.ensemble_size, out_dim=2
+        config.hidden_dims,
+        num_members=NUM_CRITICS * config.ensemble_size,
+        out_dim=2,
+        layer_norm=config.critic_layer_norm,
     )
     return State(
         actor=create_model(actor_key, actor_net, (observations,), config.actor_lr),
@@ -121,10 +125,8 @@ def critic_outputs(critic: TargetTrainState, params, observations, actions):
 
 def first_ensemble_q(state: State, params, observations, actions) -> jax.Array:
     """Q of ensemble 1 alone (N, B): the actor needs only these members, the rest is not run."""
-    c = state.config
-    members = jax.tree.map(lambda p: p[: c.ensemble_size], params["params"])
-    net = CriticEnsemble(c.hidden_dims, num_members=c.ensemble_size, out_dim=2)
-    return net.apply({"params": members}, observations, actions)[..., 0]
+    n = state.config.ensemble_size
+    return leading_members(state.critic, params, n, observations, actions)[..., 0]
 
 
 def critic_loss(critic_params, state: State, batch: Transitions, targets: jax.Array):
@@ -191,14 +193,19 @@ def actor_loss(actor_params, state: State, batch: Transitions):
 
 def update_actor(state: State, batch: Transitions) -> tuple[State, dict]:
     """The BC-regularised actor step on ensemble 1's mean Q, then polyak updates of both targets."""
-    grads, metrics = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch)
-    actor = state.actor.apply_gradients(grads=grads)
-    tau = state.config.tau
-    return state.replace(actor=polyak(actor, tau), critic=polyak(state.critic, tau)), metrics
+    return actor_step(state, lambda params: actor_loss(params, state, batch))
 
 
-def update(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
-    """One GGD-TD iteration: critic step, then (every `policy_freq`-th) actor and target step."""
+prepare = no_preparation
+
+
+def update(
+    state: State, batch: Transitions, key: jax.Array, context: Context
+) -> tuple[State, dict]:
+    """One GGD-TD iteration: critic step, then (every `policy_freq`-th) actor and target step.
+
+    GGD-TD learns from the batch alone: `context` is not used.
+    """
     return td3_update(update_critic, update_actor, state, batch, key)
 
 

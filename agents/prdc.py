@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from agents.td3bc import State, act, init, update_critic
+from offrl.agent import Context
 from offrl.data.transitions import Transitions
 from offrl.neighbors import (
     DatasetConstraint,
@@ -27,7 +28,7 @@ from offrl.neighbors import (
     neighbour_actions,
     validate_search,
 )
-from offrl.td3 import TD3Config, first_member, normalized_q_bc_loss, polyak, td3_update
+from offrl.td3 import TD3Config, actor_step, first_member, normalized_q_bc_loss, td3_update
 
 __all__ = ["BEHAVIOR_VERSION", "Config", "State", "act", "init", "prepare", "update"]
 
@@ -97,34 +98,26 @@ def update_actor(
 
     def loss_fn(actor_params):
         actions = state.actor.apply_fn(actor_params, batch.observations)
-        q1 = first_member(
-            state.critic, state.critic.params, batch.observations, actions, state.config.hidden_dims
-        )
+        q1 = first_member(state.critic, state.critic.params, batch.observations, actions)
         return normalized_q_bc_loss(q1, actions, targets, state.config.alpha)
 
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.actor.params)
-    actor = state.actor.apply_gradients(grads=grads)
-    tau = state.config.tau
-    new_state = state.replace(actor=polyak(actor, tau), critic=polyak(state.critic, tau))
-    return new_state, {**metrics, **search_metrics}
+    state, metrics = actor_step(state, loss_fn)
+    return state, {**metrics, **search_metrics}
 
 
 def update(
-    state: State,
-    batch: Transitions,
-    key: jax.Array,
-    constraint: DatasetConstraint,
-    rows: jax.Array,
+    state: State, batch: Transitions, key: jax.Array, context: Context
 ) -> tuple[State, dict]:
     """One PRDC iteration: TD3+BC's critic step, then (every `policy_freq`-th) the actor step.
 
-    `rows` are the dataset rows of `batch`: the query's state part is read from the constraint.
+    `context.prepared` is the dataset constraint `prepare` built; `context.rows` are the dataset
+    rows of `batch`, from which the query's state part is read.
     """
-
+    constraint = context.prepared
     # Gathered here, outside the delayed actor step's lax.cond (see `Neighbourhood`).
-    hood = gather_neighbourhood(constraint, rows)
+    hood = gather_neighbourhood(constraint, context.rows)
 
-    def actor_step(state: State, batch: Transitions) -> tuple[State, dict]:
+    def constrained_actor_step(state: State, batch: Transitions) -> tuple[State, dict]:
         return update_actor(state, batch, constraint, hood)
 
-    return td3_update(update_critic, actor_step, state, batch, key)
+    return td3_update(update_critic, constrained_actor_step, state, batch, key)

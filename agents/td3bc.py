@@ -13,17 +13,17 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from offrl.agent import DatasetSpec
+from offrl.agent import Context, DatasetSpec, no_preparation
 from offrl.data.transitions import Transitions
 from offrl.nets import CriticEnsemble, DeterministicActor
 from offrl.td3 import (
     TargetTrainState,
     TD3Config,
+    actor_step,
     clipped_double_q_target,
     create_model,
     first_member,
     normalized_q_bc_loss,
-    polyak,
     smoothed_target_actions,
     td3_update,
     twin_mse_loss,
@@ -52,7 +52,7 @@ def init(key: jax.Array, spec: DatasetSpec, config: Config) -> State:
     observations = jnp.zeros((1, spec.obs_dim))
     actions = jnp.zeros((1, spec.action_dim))
     actor_net = DeterministicActor(config.hidden_dims, spec.action_dim, spec.max_action)
-    critic_net = CriticEnsemble(config.hidden_dims, num_members=2)
+    critic_net = CriticEnsemble(config.hidden_dims, 2, layer_norm=config.critic_layer_norm)
     return State(
         actor=create_model(actor_key, actor_net, (observations,), config.actor_lr),
         critic=create_model(critic_key, critic_net, (observations, actions), config.critic_lr),
@@ -84,19 +84,22 @@ def update_actor(state: State, batch: Transitions) -> tuple[State, dict]:
 
     def loss_fn(actor_params):
         actions = state.actor.apply_fn(actor_params, batch.observations)
-        q1 = first_member(
-            state.critic, state.critic.params, batch.observations, actions, state.config.hidden_dims
-        )
+        q1 = first_member(state.critic, state.critic.params, batch.observations, actions)
         return normalized_q_bc_loss(q1, actions, batch.actions, state.config.alpha)
 
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.actor.params)
-    actor = state.actor.apply_gradients(grads=grads)
-    tau = state.config.tau
-    return state.replace(actor=polyak(actor, tau), critic=polyak(state.critic, tau)), metrics
+    return actor_step(state, loss_fn)
 
 
-def update(state: State, batch: Transitions, key: jax.Array) -> tuple[State, dict]:
-    """One TD3+BC iteration: critic step, then (every `policy_freq`-th) actor and target step."""
+prepare = no_preparation
+
+
+def update(
+    state: State, batch: Transitions, key: jax.Array, context: Context
+) -> tuple[State, dict]:
+    """One TD3+BC iteration: critic step, then (every `policy_freq`-th) actor and target step.
+
+    TD3+BC learns from the batch alone: `context` is not used.
+    """
     return td3_update(update_critic, update_actor, state, batch, key)
 
 

@@ -28,7 +28,7 @@ from agents import AGENTS
 from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for
 from offrl.agent import behavior_version
-from offrl.data import minari_io
+from offrl.data import generate, minari_io
 from offrl.data.registry import known_task_names, load_task, resolve_task
 from offrl.errors import ConfigError, DatasetError
 from offrl.locks import hold
@@ -164,8 +164,6 @@ def remake_reason(task: str) -> str | None:
     """Why the generated dataset on disk for `task` must be made again before a bench trains on
     it: made from other policies than the shipped ones, or to another recipe than the standard
     one (a `--steps` preview, another seed); None when it is the standard dataset."""
-    from offrl.data import generate
-
     if generate.made_from_other_policies(task):
         return "was made from other policies than the shipped ones"
     preview = generate.nonstandard(task)
@@ -177,8 +175,6 @@ def ensure_datasets(tasks: Sequence[str]) -> dict[str, str]:
     bench trains only on the standard datasets (env workers on every core, at most two: the
     bytes do not depend on it); other missing data is an error naming it. Returns each task's
     dataset checksum."""
-    from offrl.data import generate
-
     local = set(minari_io.local_dataset_ids())
     checksums = {}
     for task in tasks:

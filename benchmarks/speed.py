@@ -31,16 +31,14 @@ import numpy as np
 
 from agents import AGENTS
 from benchmarks import reference_td3bc
-from offrl.agent import DatasetSpec
+from offrl.agent import Context, DatasetSpec
 from offrl.data.registry import load_task
-from offrl.data.transitions import Transitions, sample
+from offrl.data.transitions import Transitions, sample, sample_rows, take
 from offrl.neighbors import constrained_actions
 from offrl.train import (
     Carry,
-    _unbatch_shared,
     init_carry,
     make_train_chunk,
-    prepare_agent,
     prepare_data,
     update_compiler_options,
 )
@@ -134,7 +132,7 @@ class Rates:
 
 def single_seed(agent, config) -> Carry:
     """One seed's carry with the shared step counter, as the loop's scan body sees it."""
-    return _unbatch_shared(init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, [0]))
+    return init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, [0])
 
 
 def best_seconds(call, repeats: int) -> float:
@@ -159,8 +157,9 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
     @functools.partial(jax.jit, compiler_options=options)
     def one_update(carry: Carry, data: Transitions):
         key, batch_key, update_key = jax.random.split(carry.key, 3)
-        batch = sample(data, batch_key, config.batch_size)
-        new_state, _ = agent.update(carry.agent, batch, update_key)
+        rows = sample_rows(data, batch_key, config.batch_size)
+        batch = take(data, rows)
+        new_state, _ = agent.update(carry.agent, batch, update_key, Context(rows))
         return Carry(agent=new_state, key=key)
 
     def per_call():
@@ -170,9 +169,7 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
         jax.block_until_ready(carry)
 
     fused_fn = make_train_chunk(agent, one, chunk, config.batch_size)
-    many = _unbatch_shared(
-        init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, list(range(seeds)))
-    )
+    many = init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, list(range(seeds)))
     vmapped_fn = make_train_chunk(agent, many, chunk, config.batch_size)
     variants = {
         "per_call": per_call,
@@ -255,9 +252,9 @@ def prdc_section(task_name: str, warmup: int, chunk: int) -> None:
         f"{data.action_dim}), beta {config.beta}, batch 256, one seed"
     )
     began = time.perf_counter()
-    prepared = prepare_agent(prdc, data, config)
+    prepared = prdc.prepare(data, config)
     print(f"  constraint built (or read from cache) in {time.perf_counter() - began:.1f} s")
-    carry = _unbatch_shared(init_carry(prdc, spec, config, [0]))
+    carry = init_carry(prdc, spec, config, [0])
     print("  training step   upd/s  certified  remembered  searched  (shares of actor queries)")
     for done in range(chunk, warmup + 1, chunk):
         rate, carry, metrics = timed_chunk(prdc, carry, data, prepared, chunk)
@@ -272,7 +269,7 @@ def prdc_section(task_name: str, warmup: int, chunk: int) -> None:
     seed_params = jax.tree.map(lambda x: x[0], actor.params)
     policy_actions = actor.apply_fn(seed_params, data.observations[rows])
     exact = np.asarray(constrained_actions(prepared, rows, policy_actions)[0])
-    td3bc_carry = _unbatch_shared(init_carry(td3bc, spec, td3bc.Config(), [0]))
+    td3bc_carry = init_carry(td3bc, spec, td3bc.Config(), [0])
     td3bc_rate, _, _ = timed_chunk(td3bc, td3bc_carry, data, None, chunk)
     print(f"  TD3+BC on the same data: {td3bc_rate:.1f} upd/s")
     print(
@@ -282,7 +279,7 @@ def prdc_section(task_name: str, warmup: int, chunk: int) -> None:
     for label, overrides in PRDC_SEARCHES:
         variant = config if overrides is None else prdc.Config(**overrides)
         began = time.perf_counter()
-        constraint = prepared if overrides is None else prepare_agent(prdc, data, variant)
+        constraint = prepared if overrides is None else prdc.prepare(data, variant)
         built = time.perf_counter() - began
         state = carry.replace(agent=carry.agent.replace(config=variant))
         # Exact search of every query (and brute force in JAX, which cannot skip the certified

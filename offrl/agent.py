@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any, Protocol
 
+import flax.struct
 import jax
 
 from offrl.errors import ConfigError
@@ -18,6 +19,22 @@ class DatasetSpec:
     obs_dim: int
     action_dim: int
     max_action: float = 1.0
+
+
+@flax.struct.dataclass
+class Context:
+    """What an update sees of the dataset beside its batch."""
+
+    rows: jax.Array
+    """The batch's row indices in the (normalised) training data."""
+    prepared: Any = None
+    """What the agent's `prepare` built once from the whole dataset (PRDC's neighbour search),
+    shared by every seed; None for agents that build nothing."""
+
+
+def no_preparation(data: Any, config: Any) -> None:
+    """`prepare` of an agent that learns from its batches alone."""
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +67,12 @@ def require(condition: bool, message: str) -> None:
 
 
 class Agent(Protocol):
-    """A module with a frozen `Config` dataclass and three pure, jittable functions.
+    """A module with a frozen `Config` dataclass, a BEHAVIOR_VERSION and four pure functions.
 
-    An agent that needs the whole dataset (PRDC's neighbour search) also defines
-    `prepare(data, config) -> prepared`, built once per run from the normalised data; the loop
-    passes it into the compiled scan, and that agent's update is
-    `update(state, batch, key, prepared, rows)`, `rows` being the batch's dataset rows.
+    `prepare(data, config)` builds, once per run, what the update needs of the whole
+    (normalised) dataset (`no_preparation` for most agents); the loop passes it to every
+    `update(state, batch, key, context)` inside the compiled scan as `context.prepared`, beside
+    the batch's dataset rows `context.rows`. `init`, `update` and `act` are jittable.
     """
 
     Config: type
@@ -65,7 +82,11 @@ class Agent(Protocol):
 
     def init(self, key: jax.Array, spec: DatasetSpec, config: Any) -> Any: ...
 
-    def update(self, state: Any, batch: Any, key: jax.Array) -> tuple[Any, dict]: ...
+    def prepare(self, data: Any, config: Any) -> Any: ...
+
+    def update(
+        self, state: Any, batch: Any, key: jax.Array, context: Context
+    ) -> tuple[Any, dict]: ...
 
     def act(self, state: Any, observations: jax.Array) -> jax.Array: ...
 

@@ -33,15 +33,18 @@ class TorchDense(nn.Module):
 
 
 class MLP(nn.Module):
-    """ReLU hidden layers, linear output."""
+    """ReLU hidden layers (each normalised by LayerNorm before its ReLU if `layer_norm`), linear
+    output."""
 
     hidden_dims: Sequence[int]
     out_dim: int
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden_dims:
-            x = nn.relu(TorchDense(width)(x))
+            x = TorchDense(width)(x)
+            x = nn.relu(nn.LayerNorm()(x) if self.layer_norm else x)
         return TorchDense(self.out_dim)(x)
 
 
@@ -62,19 +65,26 @@ class Critic(nn.Module):
 
     hidden_dims: Sequence[int]
     out_dim: int = 1
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
-        out = MLP(self.hidden_dims, self.out_dim)(jnp.concatenate([observations, actions], -1))
+        x = jnp.concatenate([observations, actions], -1)
+        out = MLP(self.hidden_dims, self.out_dim, self.layer_norm)(x)
         return out[..., 0] if self.out_dim == 1 else out
 
 
 class CriticEnsemble(nn.Module):
-    """`num_members` independent critics evaluated in one vmapped call; output axis 0 = member."""
+    """`num_members` independent critics evaluated in one vmapped call; output axis 0 = member.
+
+    Every parameter has the member axis first, so the first k members alone are the same module
+    with `num_members=k` applied to each parameter's first k entries (`offrl.td3.leading_members`).
+    """
 
     hidden_dims: Sequence[int]
     num_members: int = 2
     out_dim: int = 1
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
@@ -86,7 +96,7 @@ class CriticEnsemble(nn.Module):
             out_axes=0,
             axis_size=self.num_members,
         )
-        return members(self.hidden_dims, self.out_dim)(observations, actions)
+        return members(self.hidden_dims, self.out_dim, self.layer_norm)(observations, actions)
 
 
 class TanhGaussianActor(nn.Module):

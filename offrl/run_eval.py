@@ -17,7 +17,7 @@ from offrl.envs import make_vector_env
 from offrl.errors import ConfigError
 from offrl.evaluate import run_episodes
 from offrl.results import read_manifest
-from offrl.train import _unbatch_shared, act_fn, init_carry
+from offrl.train import act_fn, init_carry
 
 
 def evaluate_checkpoint(
@@ -58,7 +58,7 @@ def evaluate_checkpoint(
         mean=np.asarray(manifest["normalizer"]["mean"], np.float32),
         std=np.asarray(manifest["normalizer"]["std"], np.float32),
     )
-    carry = _unbatch_shared(init_carry(agent, DatasetSpec(**manifest["spec"]), config, seeds))
+    carry = init_carry(agent, DatasetSpec(**manifest["spec"]), config, seeds)
     try:
         carry, _ = checkpointer.restore(step, carry)
     except CheckpointDamaged as err:

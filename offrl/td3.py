@@ -5,19 +5,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
 from offrl.agent import BaseConfig, require
-from offrl.nets import Critic
 
 
 class TargetTrainState(TrainState):
-    """A flax TrainState with a slowly tracking copy of its parameters."""
+    """A flax TrainState with a slowly tracking copy of its parameters, and its module."""
 
     target_params: Any = None
+    module: nn.Module | None = flax.struct.field(pytree_node=False, default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,9 @@ class TD3Config(BaseConfig):
     """Adam learning rate of the critics."""
     hidden_dims: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor (and of the critics unless the agent says otherwise)."""
+    critic_layer_norm: bool = False
+    """LayerNorm before every hidden ReLU of the critics: not in the papers (False keeps them),
+    a common change for research on critic stability."""
     discount: float = 0.99
     """Discount factor gamma."""
     tau: float = 0.005
@@ -66,6 +71,7 @@ def create_model(key, module, sample_inputs: tuple, learning_rate: float) -> Tar
         params=params,
         target_params=target_params,
         tx=optax.adam(learning_rate),
+        module=module,
     )
 
 
@@ -119,10 +125,25 @@ def normalized_q_bc_loss(q: jax.Array, actions: jax.Array, bc_targets: jax.Array
     return loss, {"actor_loss": loss, "bc_loss": bc, "lambda": lmbda}
 
 
-def first_member(critic: TargetTrainState, params, observations, actions, hidden_dims) -> jax.Array:
-    """Q_1(s, a) alone: the actor needs only member 0, so the other member is not evaluated."""
-    member = jax.tree.map(lambda p: p[0], params["params"]["VmapCritic_0"])
-    return Critic(hidden_dims).apply({"params": member}, observations, actions)
+def leading_members(critic: TargetTrainState, params, count: int, observations, actions):
+    """The first `count` members of a `CriticEnsemble` alone, the others not evaluated: the same
+    module with `num_members=count` on every parameter's first `count` entries (member axis 0)."""
+    members = jax.tree.map(lambda p: p[:count], params)
+    return critic.module.clone(num_members=count).apply(members, observations, actions)
+
+
+def first_member(critic: TargetTrainState, params, observations, actions) -> jax.Array:
+    """Q_1(s, a) alone: TD3+BC's actor needs only the first critic."""
+    return leading_members(critic, params, 1, observations, actions)[0]
+
+
+def actor_step(state, loss_fn) -> tuple[Any, dict]:
+    """The actor's gradient step on `loss_fn(actor_params) -> (loss, metrics)`, then the polyak
+    updates of target actor and target critic: the end of every TD3-family actor step."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.actor.params)
+    actor = state.actor.apply_gradients(grads=grads)
+    tau = state.config.tau
+    return state.replace(actor=polyak(actor, tau), critic=polyak(state.critic, tau)), metrics
 
 
 def delayed(should_update: jax.Array, update_fn, state):

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import __version__
-from offrl.agent import DatasetSpec, behavior_version
+from offrl.agent import Context, DatasetSpec, behavior_version
 from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import (
     ObsNormalizer,
@@ -35,6 +35,7 @@ from offrl.data.normalization import (
     transform_rewards,
 )
 from offrl.data.transitions import Transitions, checksum, sample_rows, take, to_device
+from offrl.envs import action_bound, make_vector_env
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import run_episodes
 from offrl.locks import hold
@@ -90,14 +91,21 @@ def prepare_data(transitions: Transitions, config: Any) -> tuple[Transitions, Ob
 
 
 def init_carry(agent: ModuleType, spec: DatasetSpec, config: Any, seeds: Sequence[int]) -> Carry:
-    """Independent initial states for every seed: PRNGKey(seed) -> (init key, training key)."""
+    """Independent initial states for every seed: PRNGKey(seed) -> (init key, training key).
+
+    Every leaf gets a leading seed axis except the agent's step counter, which all seeds share
+    (see `seed_axes`).
+    """
 
     def one_seed(seed):
         init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
         return Carry(agent=agent.init(init_key, spec, config), key=train_key)
 
     # Jitted: op-by-op initialisation of every layer costs seconds of dispatch on CPU.
-    return jax.jit(jax.vmap(one_seed))(jnp.asarray(seeds, dtype=jnp.uint32))
+    carry = jax.jit(jax.vmap(one_seed))(jnp.asarray(seeds, dtype=jnp.uint32))
+    if hasattr(carry.agent, "step"):
+        return carry.replace(agent=carry.agent.replace(step=carry.agent.step[0]))
+    return carry
 
 
 def seed_axes(carry: Carry) -> Carry:
@@ -112,13 +120,6 @@ def seed_axes(carry: Carry) -> Carry:
     return axes
 
 
-def _unbatch_shared(carry: Carry) -> Carry:
-    """vmapped init gives the step counter a seed axis; all seeds share it, so drop the axis."""
-    if hasattr(carry.agent, "step"):
-        return carry.replace(agent=carry.agent.replace(step=carry.agent.step[0]))
-    return carry
-
-
 def all_finite(tree: Any) -> jax.Array:
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
     return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
@@ -129,12 +130,6 @@ def healthy(state: Any, metrics: dict) -> jax.Array:
     """Finite parameters and no infinite loss (NaN metrics mean "not updated at this step")."""
     no_inf = jnp.all(jnp.stack([~jnp.isinf(m).any() for m in jax.tree.leaves(metrics)]))
     return all_finite(state) & no_inf
-
-
-def prepare_agent(agent: ModuleType, data: Transitions, config: Any) -> Any:
-    """What an agent builds once from the whole dataset (PRDC's neighbour search), else None."""
-    prepare = getattr(agent, "prepare", None)
-    return None if prepare is None else prepare(data, config)
 
 
 # Eigen's dots ran batch-256 updates x0.97-1.19 as fast as XLA's default (YNNPACK) on two VMs.
@@ -164,23 +159,21 @@ def make_train_chunk(
 ):
     """Jitted (carry, data, prepared) -> (carry, per-step metrics of shape (seeds, num_updates)).
 
-    `prepared` is `prepare_agent`'s result, shared by all seeds; an agent that has one also gets
-    the batch's dataset rows. With `check_finite`, each step also reports whether it stayed
-    `healthy`: used only to locate a divergence after the fact, so the hot path pays nothing.
+    `prepared` is the agent's `prepare` result, shared by all seeds; each update gets it with
+    the batch's dataset rows as its `Context`. With `check_finite`, each step also reports
+    whether it stayed `healthy`: used only to locate a divergence after the fact, so the hot
+    path pays nothing.
     `xla_default_dots` compiles without `update_compiler_options()`, for the speed benchmark.
     """
     axes = seed_axes(carry)
-    wants_dataset = hasattr(agent, "prepare")
 
     def run_one_seed(carry: Carry, data: Transitions, prepared: Any):
         def body(carry: Carry, _):
             key, batch_key, update_key = jax.random.split(carry.key, 3)
             rows = sample_rows(data, batch_key, batch_size)
             batch = take(data, rows)
-            if wants_dataset:
-                state, metrics = agent.update(carry.agent, batch, update_key, prepared, rows)
-            else:
-                state, metrics = agent.update(carry.agent, batch, update_key)
+            context = Context(rows=rows, prepared=prepared)
+            state, metrics = agent.update(carry.agent, batch, update_key, context)
             out = (metrics, healthy(state, metrics)) if check_finite else metrics
             return Carry(agent=state, key=key), out
 
@@ -304,8 +297,6 @@ def fit(
     data, normalizer = prepare_data(transitions, config)
     max_action = 1.0
     if task is not None:
-        from offrl.envs import action_bound
-
         max_action = action_bound(task.env_spec)
     spec = DatasetSpec(data.obs_dim, data.action_dim, max_action)
 
@@ -336,7 +327,7 @@ def fit(
     if run_dir is not None:
         check_resume(run_dir, manifest, on_fresh_start=lambda _: None)  # said under the hold
     with contextlib.ExitStack() as held:  # the run folder's hold and its checkpointer
-        carry = _unbatch_shared(init_carry(agent, spec, config, seeds))
+        carry = init_carry(agent, spec, config, seeds)
         if run_dir is not None:
             held.enter_context(hold(run_dir, "run folder"))
             # Again, now that no other writer can change the folder.
@@ -365,11 +356,9 @@ def fit(
             "protocol": protocol_record,
         }
         policy = act_fn(agent, carry, normalizer)
-        prepared = prepare_agent(agent, data, config)
+        prepared = agent.prepare(data, config)
         envs = None
         if task is not None:
-            from offrl.envs import make_vector_env
-
             envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)
         chunks: dict[int, Any] = {}
         records: list[dict] = []

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from offrl.agent import Context
 from offrl.data.collect import CollectInfo, collect
 
 HOPPER_DATASET_ID = "offrl-test/hopper-random-v0"
@@ -45,6 +46,11 @@ def assert_trained_alike(ours, theirs, start, share: float = 1e-2) -> None:
         gap = float(np.linalg.norm((a - b).astype(np.float64)))
         moved = float(np.linalg.norm((b - s).astype(np.float64)))
         assert gap <= share * moved, f"leaf {index} {a.shape}: gap {gap:.3g}, moved {moved:.3g}"
+
+
+def batch_context(batch) -> Context:
+    """The context of a batch that is its own table (rows 0..n-1): for agents that need none."""
+    return Context(rows=jax.numpy.arange(batch.rewards.shape[0]))
 
 
 @dataclass(frozen=True)

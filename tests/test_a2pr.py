@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import HOPPER_DATASET_ID
+from conftest import HOPPER_DATASET_ID, batch_context
 
 from agents import a2pr as A2PR
 from offrl.agent import DatasetSpec
@@ -71,7 +71,7 @@ def state() -> A2PR.State:
 @pytest.fixture(scope="module")
 def critic_step(state, batch) -> tuple[A2PR.State, dict]:
     """The first iteration: critic, value and VAE steps only (the actor waits for step 2)."""
-    return update(state, batch, jax.random.PRNGKey(1))
+    return update(state, batch, jax.random.PRNGKey(1), batch_context(batch))
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_value_target_is_the_minimum_of_the_two_bellman_targets(state, batch):
     other = init(jax.random.PRNGKey(9), DatasetSpec(OBS, ACT), state.config)
     state = state.replace(critic=state.critic.replace(params=other.critic.params))
     key = jax.random.PRNGKey(4)
-    new, metrics = update(state, batch, key)
+    new, metrics = update(state, batch, key, batch_context(batch))
 
     c = state.config
     noise_key, _ = jax.random.split(key)
@@ -321,7 +321,7 @@ def test_actor_and_targets_move_only_every_second_step(state, batch, critic_step
         assert not same(getattr(first, name).params, getattr(state, name).params)
     assert np.isnan(metrics1["actor_loss"]) and np.isfinite(metrics1["vae_loss"])
 
-    second, metrics2 = update(first, batch, jax.random.PRNGKey(2))
+    second, metrics2 = update(first, batch, jax.random.PRNGKey(2), batch_context(batch))
     assert not same(second.actor.params, first.actor.params)
     assert np.isfinite(metrics2["actor_loss"])
     tau = state.config.tau

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import HOPPER_DATASET_ID
+from conftest import HOPPER_DATASET_ID, batch_context
 from scipy import optimize, special, stats
 
 from agents import ggdtd as GGDTD
@@ -242,13 +242,13 @@ def same(a, b) -> bool:
 def test_actor_and_targets_move_only_every_second_step(trained, batch):
     assert int(trained.step) == 200
     update = jax.jit(GGDTD.update)
-    first, metrics = update(trained, batch, jax.random.PRNGKey(1))
+    first, metrics = update(trained, batch, jax.random.PRNGKey(1), batch_context(batch))
     assert np.isnan(metrics["actor_loss"]) and np.isfinite(metrics["critic_loss"])
     assert same(first.actor.params, trained.actor.params)
     assert same(first.actor.target_params, trained.actor.target_params)
     assert same(first.critic.target_params, trained.critic.target_params)
     assert not same(first.critic.params, trained.critic.params)
-    second, metrics = update(first, batch, jax.random.PRNGKey(2))
+    second, metrics = update(first, batch, jax.random.PRNGKey(2), batch_context(batch))
     assert np.isfinite(metrics["actor_loss"])
     assert not same(second.actor.params, first.actor.params)
     assert not same(second.critic.target_params, first.critic.target_params)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from agents import PRDC, TD3BC
-from offrl.agent import DatasetSpec
+from offrl.agent import Context, DatasetSpec
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
@@ -231,8 +231,9 @@ def test_prdc_differs_from_td3bc_only_in_the_bc_target(table):
     start = prdc_state.actor.params
     for step in range(2):
         key = jax.random.PRNGKey(step)
-        prdc_state, _ = PRDC.update(prdc_state, batch, key, constraint, jnp.asarray(unique))
-        td3bc_state, _ = TD3BC.update(td3bc_state, batch, key)
+        rows = jnp.asarray(unique)
+        prdc_state, _ = PRDC.update(prdc_state, batch, key, Context(rows, constraint))
+        td3bc_state, _ = TD3BC.update(td3bc_state, batch, key, Context(rows))
     assert_trained_alike(prdc_state.actor.params, td3bc_state.actor.params, start)
 
 

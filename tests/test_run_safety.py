@@ -31,7 +31,7 @@ from offrl.cli import main
 from offrl.data import minari_io, staging
 from offrl.data.collect import collect
 from offrl.locks import hold
-from offrl.train import _unbatch_shared, init_carry
+from offrl.train import init_carry
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
 STEPS = 300
@@ -118,9 +118,7 @@ def records(run_dir: Path) -> list[dict]:
 
 def final_state(run_dir: Path):
     spec = DatasetSpec(11, 3)
-    like = _unbatch_shared(
-        init_carry(TD3BC, spec, TD3BC.Config(hidden_dims=(64, 64), batch_size=64), [0, 1])
-    )
+    like = init_carry(TD3BC, spec, TD3BC.Config(hidden_dims=(64, 64), batch_size=64), [0, 1])
     checkpointer = Checkpointer(run_dir)
     try:
         return checkpointer.restore(STEPS, like)[0]

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import batch_context
 
 from agents import TD3BC
 from offrl.agent import DatasetSpec
@@ -37,7 +38,7 @@ def same(a, b) -> bool:
 
 def test_actor_and_targets_move_only_every_second_step(state, batch):
     update = jax.jit(TD3BC.update)
-    first, metrics1 = update(state, batch, jax.random.PRNGKey(1))
+    first, metrics1 = update(state, batch, jax.random.PRNGKey(1), batch_context(batch))
     assert int(first.step) == 1
     assert same(first.actor.params, state.actor.params)
     assert same(first.actor.target_params, state.actor.target_params)
@@ -45,7 +46,7 @@ def test_actor_and_targets_move_only_every_second_step(state, batch):
     assert not same(first.critic.params, state.critic.params)
     assert np.isnan(metrics1["actor_loss"]) and np.isfinite(metrics1["critic_loss"])
 
-    second, metrics2 = update(first, batch, jax.random.PRNGKey(2))
+    second, metrics2 = update(first, batch, jax.random.PRNGKey(2), batch_context(batch))
     assert not same(second.actor.params, first.actor.params)
     assert np.isfinite(metrics2["actor_loss"])
     tau = state.config.tau
@@ -86,9 +87,7 @@ def test_lambda_is_a_constant_in_the_actor_gradient(state, batch):
 
 def test_first_member_is_q1_of_the_twin_critic(state, batch):
     both = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions)
-    q1 = first_member(
-        state.critic, state.critic.params, batch.observations, batch.actions, (256, 256)
-    )
+    q1 = first_member(state.critic, state.critic.params, batch.observations, batch.actions)
     np.testing.assert_allclose(q1, both[0], rtol=1e-6)
     assert not np.allclose(both[0], both[1])
 

@@ -33,7 +33,6 @@ from offrl.data.registry import load_task
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import episode_seeds
 from offrl.train import (
-    _unbatch_shared,
     fit,
     init_carry,
     make_train_chunk,
@@ -225,7 +224,7 @@ def test_the_scan_on_cpu_takes_eigen_dots_with_the_numbers_of_xla_default_dots(l
     config = TD3BC.Config()
     data, _ = prepare_data(loaded.transitions, config)
     spec = DatasetSpec(data.obs_dim, data.action_dim)
-    carry = _unbatch_shared(init_carry(TD3BC, spec, config, [0]))
+    carry = init_carry(TD3BC, spec, config, [0])
     compiled = {
         xla_dots: make_train_chunk(TD3BC, carry, 50, config.batch_size, xla_default_dots=xla_dots)
         .lower(carry, data, None)
