@@ -257,6 +257,8 @@ class BehaviorTrainArgs:
 
 def behavior(argv: list[str]) -> int:
     from offrl.behavior import ship as shipping
+    from offrl.behavior.measure import EVAL_EPISODES
+    from offrl.behavior.plot import plot_curve
     from offrl.behavior.train import train_behavior
 
     def ship(
@@ -264,7 +266,7 @@ def behavior(argv: list[str]) -> int:
         env: str | None = None,
         out: Path | None = None,
         replay_run: Path | None = None,
-        episodes: int = shipping.EVAL_EPISODES,
+        episodes: int = EVAL_EPISODES,
         replay_snapshots: int = 20,
         allow_below_threshold: bool = False,
         progress: bool = True,
@@ -304,7 +306,7 @@ def behavior(argv: list[str]) -> int:
             run: Run folder of `offrl behavior train` (may still be training).
             out: PNG file to write (default: RUN/curve.png).
         """
-        print(f"Wrote {shipping.plot_curve(run, out or run / 'curve.png')}")
+        print(f"Wrote {plot_curve(run, out or run / 'curve.png')}")
 
     args = tyro.extras.subcommand_cli_from_dict(
         {"train": BehaviorTrainArgs, "ship": ship, "plot": plot}, prog="offrl behavior", args=argv

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from test_ship import TINY_EPISODES, tiny_policies, tiny_replay_run, tiny_run
 
-from offrl.behavior import ship
+from offrl.behavior import manifest, measure, ship
 from offrl.cli import main
 from offrl.data import commands, generate, minari_io
 from offrl.data.registry import known_task_names, load_task, resolve_task
@@ -36,7 +36,7 @@ def suite(tmp_path_factory) -> dict[str, generate.MakeInfo]:
     policies = tiny_policies(tmp_path_factory.getbasetemp())
     cache = tmp_path_factory.mktemp("generated-minari")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ship.POLICIES_ENV_VAR, str(policies))
+        patch.setenv(manifest.POLICIES_ENV_VAR, str(policies))
         patch.setenv("MINARI_DATASETS_PATH", str(cache))
         patch.setattr(generate, "pointmaze_recipes", dict)  # mazes are test_maze.py's
         yield {
@@ -45,8 +45,8 @@ def suite(tmp_path_factory) -> dict[str, generate.MakeInfo]:
         }
 
 
-def entry() -> dict:
-    return ship.read_policy_manifest()["envs"]["hopper"]
+def entry() -> manifest.EnvPolicies:
+    return manifest.read_policy_manifest().envs["hopper"]
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -60,7 +60,7 @@ def test_each_level_loads_with_its_recorded_checksum(suite, level):
     assert metadata[minari_io.CHECKSUM_KEY] == made.checksum
     assert metadata["algorithm_name"] == f"offrl-generate/{level}"
     # Reference scores: the random policy's and the expert's measured returns.
-    refs = (entry()["random"]["return_mean"], entry()["expert"]["return_mean"])
+    refs = (entry().random.return_mean, entry().expert.return_mean)
     assert (loaded.task.ref_min_score, loaded.task.ref_max_score) == pytest.approx(refs)
     actions = np.asarray(loaded.transitions.actions)
     assert actions.shape == (SIZE, 3) and np.abs(actions).max() <= 1.0
@@ -75,9 +75,11 @@ def test_random_level_is_uniform(suite):
 def test_medium_and_expert_sample_the_stochastic_policy(suite):
     """Actions are SAC samples (D4RL's distr.sample()), not the deterministic tanh(mean)."""
     data = load_task(suite["expert"].dataset_id).transitions
-    params = ship.load_actor(entry(), entry()["expert"])
+    params = manifest.load_actor(entry(), entry().expert)
     observations = np.asarray(data.observations)
-    mean_actions = ship.deterministic_actions(ship.actor_module(entry()), params, observations)
+    mean_actions = measure.deterministic_actions(
+        manifest.actor_module(entry()), params, observations
+    )
     assert not np.allclose(np.asarray(data.actions), np.asarray(mean_actions), atol=1e-3)
 
 
@@ -227,7 +229,7 @@ def test_a_dataset_played_by_policies_shipped_before_is_stale(
     base = tmp_path_factory.getbasetemp()
     reshipped = tmp_path / "policies"
     shutil.copytree(tiny_policies(base), reshipped)
-    monkeypatch.setenv(ship.POLICIES_ENV_VAR, str(reshipped))
+    monkeypatch.setenv(manifest.POLICIES_ENV_VAR, str(reshipped))
     ship.ship(
         tiny_run(base),
         "Hopper-v5",
@@ -246,7 +248,7 @@ def test_a_dataset_played_by_policies_shipped_before_is_stale(
 
 
 def test_datasets_on_disk_stay_usable_without_shipped_policies(suite, tmp_path, monkeypatch):
-    monkeypatch.setenv(ship.POLICIES_ENV_VAR, str(tmp_path))  # no manifest there
+    monkeypatch.setenv(manifest.POLICIES_ENV_VAR, str(tmp_path))  # no manifest there
     name = suite["medium"].dataset_id
     assert load_task(name).checksum == suite["medium"].checksum
     assert _checksum_status(name) == "ok"
@@ -291,7 +293,7 @@ def test_list_shows_every_embedded_task(suite):
         assert (row["SOURCE"], row["EVAL ENV"]) == ("generated", "Hopper-v5")
         assert row["SIZE"].startswith(f"{SIZE:,} steps, ")
         assert row["CHECKSUM"] in ("ok", "unchecked")
-        assert float(row["REF MIN"]) == pytest.approx(entry()["random"]["return_mean"], rel=1e-6)
+        assert float(row["REF MIN"]) == pytest.approx(entry().random.return_mean, rel=1e-6)
     missing = table["offrl/halfcheetah/expert-v0"]
     assert (missing["SOURCE"], missing["EVAL ENV"], missing["SIZE"]) == (
         "generated", "HalfCheetah-v5", "-",

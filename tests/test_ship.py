@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offrl.behavior import sac, ship
+from offrl.behavior import manifest, measure, runs, sac, selection, ship
 from offrl.behavior.train import OnlineProtocol, train_behavior
 from offrl.cli import main
 from offrl.errors import ConfigError, DatasetError
@@ -51,7 +51,7 @@ def tiny_replay_run(base: Path) -> Path:
 def tiny_policies(base: Path) -> Path:
     """A policies folder holding the tiny run, shipped once with the below-threshold override."""
     folder = base / "tiny-policies"
-    if not (folder / ship.MANIFEST_NAME).is_file():
+    if not (folder / manifest.MANIFEST_NAME).is_file():
         ship.ship(
             tiny_run(base),
             "Hopper-v5",
@@ -73,7 +73,7 @@ def policies_copy(shipped, tmp_path, monkeypatch) -> Path:
     """A private copy of the shipped folder, made the default one: tests may break it."""
     folder = tmp_path / "policies"
     shutil.copytree(shipped, folder)
-    monkeypatch.setenv(ship.POLICIES_ENV_VAR, str(folder))
+    monkeypatch.setenv(manifest.POLICIES_ENV_VAR, str(folder))
     return folder
 
 
@@ -82,10 +82,10 @@ def policies_copy(shipped, tmp_path, monkeypatch) -> Path:
 
 def test_replay_phases_follow_training_time():
     # Uniform warm-up for 10k steps, then each snapshot plays until the next one is saved.
-    phases = ship.replay_phases([10_000, 20_000, 30_000, 40_000], 40_000, 10_000)
+    phases = selection.replay_phases([10_000, 20_000, 30_000, 40_000], 40_000, 10_000)
     assert phases == [(None, 10_000), (10_000, 10_000), (20_000, 10_000), (30_000, 10_000)]
     # A first snapshot after the warm-up also stands for the steps before it.
-    assert ship.replay_phases([2_000, 4_000], 5_000, 1_000) == [
+    assert selection.replay_phases([2_000, 4_000], 5_000, 1_000) == [
         (None, 1_000), (2_000, 3_000), (4_000, 1_000),
     ]  # fmt: skip
     assert sum(steps for _, steps in phases) == 40_000
@@ -93,16 +93,16 @@ def test_replay_phases_follow_training_time():
 
 def test_thinning_keeps_the_proportions():
     phases = [(None, 100)] + [(step, 10) for step in range(1, 41)]
-    thinned = ship.thin_phases(phases, 20)
+    thinned = selection.thin_phases(phases, 20)
     assert thinned[0] == (None, 100)
     assert len(thinned) == 21 and thinned[1][0] == 1 and thinned[-1][0] == 40
     assert sum(steps for _, steps in thinned) == sum(steps for _, steps in phases)
-    assert ship.thin_phases(phases[:5], 20) == phases[:5]
+    assert selection.thin_phases(phases[:5], 20) == phases[:5]
 
 
 def test_medium_window_stops_once_training_clearly_passed_medium():
     recorded = {10: 100.0, 20: 900.0, 30: 2500.0, 40: 1000.0}
-    assert ship.medium_window(recorded, 1000.0) == [10, 20]
+    assert selection.medium_window(recorded, 1000.0) == [10, 20]
 
 
 def test_train_command_names_the_non_default_settings():
@@ -112,7 +112,7 @@ def test_train_command_names_the_non_default_settings():
         "config": {"hidden_dims": [32, 32], "batch_size": 256},
         "protocol": {"steps": 1_000_000, "eval_every": 5_000},
     }
-    assert ship.train_command(run) == (
+    assert runs.train_command(run) == (
         "offrl behavior train --env Hopper-v5 --out runs/behavior/hopper --seed 3 "
         "--hidden-dims 32 32 --eval-every 5000"
     )
@@ -122,58 +122,58 @@ def test_train_command_names_the_non_default_settings():
 
 
 def test_manifest_records_measured_policies(shipped):
-    entry = ship.read_policy_manifest(shipped)["envs"]["hopper"]
-    assert entry["env_id"] == "Hopper-v5" and entry["obs_dim"] == 11 and entry["action_dim"] == 3
-    assert entry["evaluation"]["episodes"] == TINY_EPISODES
-    assert entry["expert"]["below_threshold"] is True and entry["expert_min_return"] == 3000.0
-    assert entry["training"]["seed"] == 0 and entry["training"]["trained_steps"] == 3000
-    assert entry["training"]["command"].startswith("offrl behavior train --env Hopper-v5")
-    assert entry["training"]["replay_command"] is None
-    assert (shipped / entry["training"]["curve"]).stat().st_size > 10_000
-    medium, expert = entry["medium"], entry["expert"]
-    assert medium["step"] < expert["step"]
-    assert expert["return_mean"] > entry["random"]["return_mean"]
-    assert medium["target"] == pytest.approx(expert["return_mean"] / 3)
+    entry = manifest.read_policy_manifest(shipped).envs["hopper"]
+    assert entry.env_id == "Hopper-v5" and entry.obs_dim == 11 and entry.action_dim == 3
+    assert entry.evaluation.episodes == TINY_EPISODES
+    assert entry.expert.below_threshold is True and entry.expert_min_return == 3000.0
+    assert entry.training.seed == 0 and entry.training.trained_steps == 3000
+    assert entry.training.command.startswith("offrl behavior train --env Hopper-v5")
+    assert entry.training.replay_command is None
+    assert (shipped / entry.training.curve).stat().st_size > 10_000
+    medium, expert = entry.medium, entry.expert
+    assert medium.step < expert.step
+    assert expert.return_mean > entry.random.return_mean
+    assert medium.target == pytest.approx(expert.return_mean / 3)
     # The replay phases cover training from step 0 up to the medium snapshot, in order.
-    replay = entry["replay"]
-    assert replay[0] == {"file": None, "step": None, "steps": 250, "policy": "random"}
-    assert sum(p["steps"] for p in replay) == medium["step"]
-    steps = [p["step"] for p in replay[1:]]
-    assert steps == sorted(steps) and all(s < medium["step"] for s in steps)
+    replay = entry.replay
+    assert replay[0] == manifest.RandomPhase(steps=250)
+    assert sum(p.steps for p in replay) == medium.step
+    steps = [p.step for p in replay[1:]]
+    assert steps == sorted(steps) and all(s < medium.step for s in steps)
     for policy in [medium, expert, *replay[1:]]:
-        path = shipped / policy["file"]
-        assert ship.sha256_file(path) == policy["sha256"]
-        assert np.isfinite(policy["return_mean"]) and policy["return_std"] >= 0
+        path = shipped / policy.file
+        assert manifest.sha256_file(path) == policy.sha256
+        assert np.isfinite(policy.return_mean) and policy.return_std >= 0
 
 
 def test_shipped_policy_is_the_snapshot_and_measures_the_same(shipped, tmp_path_factory):
-    entry = ship.read_policy_manifest(shipped)["envs"]["hopper"]
+    entry = manifest.read_policy_manifest(shipped).envs["hopper"]
     run = tiny_run(tmp_path_factory.getbasetemp())
-    source = ship.snapshot_path(run, entry["expert"]["step"])
-    assert (shipped / entry["expert"]["file"]).read_bytes() == source.read_bytes()
-    params = ship.load_actor(entry, entry["expert"], shipped)
-    measure, envs = ship.episode_returns_of("Hopper-v5", TINY_EPISODES)
+    source = runs.snapshot_path(run, entry.expert.step)
+    assert (shipped / entry.expert.file).read_bytes() == source.read_bytes()
+    params = manifest.load_actor(entry, entry.expert, shipped)
+    returns_of, envs = measure.episode_returns_of("Hopper-v5", TINY_EPISODES)
     try:
-        returns = measure(ship.actor_policy(ship.actor_module(entry), params))
+        returns = returns_of(measure.actor_policy(manifest.actor_module(entry), params))
     finally:
         envs.close()
-    assert returns.mean() == pytest.approx(entry["expert"]["return_mean"], rel=1e-6)
+    assert returns.mean() == pytest.approx(entry.expert.return_mean, rel=1e-6)
 
 
 def test_a_changed_policy_file_is_refused(policies_copy):
-    entry = ship.read_policy_manifest()["envs"]["hopper"]
-    path = policies_copy / entry["medium"]["file"]
+    entry = manifest.read_policy_manifest().envs["hopper"]
+    path = policies_copy / entry.medium.file
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(DatasetError, match="sha256") as error:
-        ship.load_actor(entry, entry["medium"])
+        manifest.load_actor(entry, entry.medium)
     assert str(path) in str(error.value) and "git checkout" in str(error.value)
 
 
 def test_no_shipped_policies_names_the_commands(tmp_path):
     with pytest.raises(DatasetError) as error:
-        ship.env_entry("walker2d", tmp_path)
+        manifest.env_entry("walker2d", tmp_path)
     message = str(error.value)
     assert "offrl behavior train --env Walker2d-v5" in message
     assert "offrl behavior ship --run runs/behavior/walker2d --env Walker2d-v5" in message
@@ -187,7 +187,7 @@ def test_a_folder_that_is_not_a_behaviour_run_is_refused(tmp_path):
 def test_a_replay_run_adds_its_snapshots_to_the_replay_phases(shipped, tmp_path_factory, tmp_path):
     base = tmp_path_factory.getbasetemp()
     run, replay_run = tiny_run(base), tiny_replay_run(base)
-    plain = ship.read_policy_manifest(shipped)["envs"]["hopper"]
+    plain = manifest.read_policy_manifest(shipped).envs["hopper"]
     entry = ship.ship(
         run,
         "Hopper-v5",
@@ -199,20 +199,20 @@ def test_a_replay_run_adds_its_snapshots_to_the_replay_phases(shipped, tmp_path_
         progress=False,
     ).entry
     # Expert and medium are still picked from the run's own evaluations.
-    assert entry["medium"]["step"] == plain["medium"]["step"] > 300
-    assert entry["expert"]["step"] == plain["expert"]["step"]
-    medium = entry["medium"]["step"]
-    saved = set(ship.recorded_returns(run)) | set(ship.recorded_returns(replay_run))
-    steps = [p["step"] for p in entry["replay"][1:]]
+    assert entry.medium.step == plain.medium.step > 300
+    assert entry.expert.step == plain.expert.step
+    medium = entry.medium.step
+    saved = set(runs.recorded_returns(run)) | set(runs.recorded_returns(replay_run))
+    steps = [p.step for p in entry.replay[1:]]
     # A snapshot saved during the uniform warm-up played nothing, so it is not a phase.
     assert steps == sorted(s for s in saved if TINY_PROTOCOL.start_steps <= s < medium)
-    assert {300, 450} <= set(steps) and len(steps) > len(plain["replay"]) - 1
-    assert sum(p["steps"] for p in entry["replay"]) == medium
-    for policy in entry["replay"][1:]:
-        source = run if policy["step"] % 250 == 0 else replay_run
-        shipped_file = tmp_path / "policies" / policy["file"]
-        assert shipped_file.read_bytes() == ship.snapshot_path(source, policy["step"]).read_bytes()
-    command = entry["training"]["replay_command"].split(" --")
+    assert {300, 450} <= set(steps) and len(steps) > len(plain.replay) - 1
+    assert sum(p.steps for p in entry.replay) == medium
+    for policy in entry.replay[1:]:
+        source = run if policy.step % 250 == 0 else replay_run
+        shipped_file = tmp_path / "policies" / policy.file
+        assert shipped_file.read_bytes() == runs.snapshot_path(source, policy.step).read_bytes()
+    command = entry.training.replay_command.split(" --")
     assert command[1] == "env Hopper-v5" and {"steps 1500", "eval-every 150"} <= set(command)
 
 
@@ -223,14 +223,14 @@ def test_a_replay_run_of_another_training_is_refused(tmp_path_factory, tmp_path,
     other = tmp_path / "other-replay"
     shutil.copytree(replay_run, other)
     if change == "snapshot":
-        snapshot = ship.snapshot_path(other, 750)
+        snapshot = runs.snapshot_path(other, 750)
         data = bytearray(snapshot.read_bytes())
         data[-1] ^= 1  # always a change, whatever the last byte was
         snapshot.write_bytes(bytes(data))
         expected = "step-750 snapshots"
     else:
-        manifest = json.loads((other / "run.json").read_text())
-        (other / "run.json").write_text(json.dumps(manifest | {"seed": 1}))
+        run_json = json.loads((other / "run.json").read_text())
+        (other / "run.json").write_text(json.dumps(run_json | {"seed": 1}))
         expected = "differs in seed"
     out = tmp_path / "policies"
     argv = ["behavior", "ship", "--run", str(run), "--replay-run", str(other), "--out", str(out)]
@@ -266,10 +266,10 @@ def test_ship_cli_with_the_override_reports_the_policies(tmp_path_factory, tmp_p
     assert main([*argv, "--allow-below-threshold", "--no-progress"]) == 0
     report = capsys.readouterr().out
     assert "expert" in report and "medium" in report and "WARNING" in report
-    manifest = json.loads((out / ship.MANIFEST_NAME).read_text())
+    replay = manifest.read_policy_manifest(out).envs["hopper"].replay
     assert sorted(p.name for p in (out / "hopper").iterdir()) == sorted(
         ["curve.png", "expert.msgpack", "medium.msgpack"]
-        + [Path(p["file"]).name for p in manifest["envs"]["hopper"]["replay"] if p["file"]]
+        + [Path(p.file).name for p in replay if isinstance(p, manifest.SnapshotPhase)]
     )
 
 
@@ -285,8 +285,8 @@ def test_plot_writes_the_learning_curve(tmp_path_factory, tmp_path, capsys):
 
 def repo_entries() -> tuple[dict, Path]:
     """The repository's manifest entries (not $OFFRL_POLICIES_DIR's)."""
-    folder = Path(ship.__file__).parent / "policies"
-    return ship.read_policy_manifest(folder)["envs"], folder
+    folder = Path(manifest.__file__).parent / "policies"
+    return manifest.read_policy_manifest(folder).envs, folder
 
 
 def test_the_shipped_policies_fit_the_size_budget():
@@ -305,20 +305,19 @@ def test_shipped_manifest_returns_remeasure(short):
             f"no {short} policies shipped in {folder} yet (train, then offrl behavior ship)"
         )
     entry = entries[short]
-    assert not entry["expert"]["below_threshold"], "repository policies must reach the bar"
-    assert entry["expert"]["return_mean"] >= ship.EXPERT_MIN_RETURN[short]
-    measure, envs = ship.episode_returns_of(entry["env_id"], entry["evaluation"]["episodes"])
+    assert not entry.expert.below_threshold, "repository policies must reach the bar"
+    assert entry.expert.return_mean >= ship.EXPERT_MIN_RETURN[short]
+    returns_of, envs = measure.episode_returns_of(entry.env_id, entry.evaluation.episodes)
     try:
-        for name in ("expert", "medium"):
-            policy = entry[name]
-            params = ship.load_actor(entry, policy, folder)
-            returns = measure(ship.actor_policy(ship.actor_module(entry), params))
+        for name, policy in (("expert", entry.expert), ("medium", entry.medium)):
+            params = manifest.load_actor(entry, policy, folder)
+            returns = returns_of(measure.actor_policy(manifest.actor_module(entry), params))
             # Same seeds, same policy: equal up to float noise across machines.
-            tolerance = 3 * policy["return_std"] / np.sqrt(returns.size) + 1e-3 * abs(
-                policy["return_mean"]
+            tolerance = 3 * policy.return_std / np.sqrt(returns.size) + 1e-3 * abs(
+                policy.return_mean
             )
-            assert abs(returns.mean() - policy["return_mean"]) <= tolerance, name
-        random = measure(ship.random_policy(envs.single_action_space, ship.EVAL_SEED))
+            assert abs(returns.mean() - policy.return_mean) <= tolerance, name
+        random = returns_of(measure.random_policy(envs.single_action_space, measure.EVAL_SEED))
     finally:
         envs.close()
-    assert random.mean() == pytest.approx(entry["random"]["return_mean"], rel=0.05, abs=5.0)
+    assert random.mean() == pytest.approx(entry.random.return_mean, rel=0.05, abs=5.0)

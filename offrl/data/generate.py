@@ -42,7 +42,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector.episode_buffer import EpisodeBuffer
 
-from offrl.behavior import sac, ship
+from offrl.behavior import manifest, sac
 from offrl.data import minari_io
 from offrl.data.transitions import checksum, from_numpy
 from offrl.envs import make_env
@@ -73,7 +73,7 @@ MakeEpisodes = Callable[[int, int, Advance, int], list[EpisodeBuffer]]
 class Segment:
     """A stretch of a rollout played by one behaviour."""
 
-    params: ship.Params | None  # actor parameters; None = uniform random actions
+    params: manifest.Params | None  # actor parameters; None = uniform random actions
     weight: int  # training steps it stands for: its share of the rollout
 
 
@@ -102,7 +102,9 @@ def dataset_id(env: str, level: str) -> str:
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def sample_actions(params: ship.Params, apply_fn, observations, key: jax.Array, step) -> jax.Array:
+def sample_actions(
+    params: manifest.Params, apply_fn, observations, key: jax.Array, step
+) -> jax.Array:
     """SAC's stochastic policy for a batch: the exploration noise it trained with."""
     return sac.explore(params, apply_fn, observations, jax.random.fold_in(key, step))
 
@@ -279,9 +281,9 @@ def locomotion_episodes(env: str, level: str, folder: Path | None) -> MakeEpisod
     """The episode maker of one level; shipped policies are loaded (and verified) when it runs."""
 
     def make(seed: int, transitions: int, advance: Advance, workers: int) -> list[EpisodeBuffer]:
-        entry = ship.env_entry(env, folder)
-        spec = gym.spec(entry["env_id"])
-        actor = ship.actor_module(entry)
+        entry = manifest.env_entry(env, folder)
+        spec = gym.spec(entry.env_id)
+        actor = manifest.actor_module(entry)
 
         def play(stream: str, segments: list[Segment], size: int) -> list[EpisodeBuffer]:
             stream_id = STREAMS[stream]
@@ -290,10 +292,11 @@ def locomotion_episodes(env: str, level: str, folder: Path | None) -> MakeEpisod
             )
 
         def policy(name: str) -> list[Segment]:
-            return [Segment(ship.load_actor(entry, entry[name], folder), 1)]
+            return [Segment(manifest.load_actor(entry, entry.level_policy(name), folder), 1)]
 
         def reused_or_played(name: str, size: int) -> list[EpisodeBuffer]:
-            cached = cached_episodes(dataset_id(env, name), seed, size, [entry[name]["sha256"]])
+            policies = [entry.level_policy(name).sha256]
+            cached = cached_episodes(dataset_id(env, name), seed, size, policies)
             if cached:
                 advance(size)
                 return cached
@@ -307,8 +310,10 @@ def locomotion_episodes(env: str, level: str, folder: Path | None) -> MakeEpisod
             half = transitions // 2
             return reused_or_played("medium", half) + reused_or_played("expert", transitions - half)
         phases = [
-            Segment(None if p["file"] is None else ship.load_actor(entry, p, folder), p["steps"])
-            for p in entry["replay"]
+            Segment(None, p.steps)
+            if isinstance(p, manifest.RandomPhase)
+            else Segment(manifest.load_actor(entry, p, folder), p.steps)
+            for p in entry.replay
         ]
         return play("medium-replay", phases, transitions)
 
@@ -371,31 +376,31 @@ def stale_hint(name: str) -> str:
 
 def locomotion_policies(env: str, level: str, folder: Path | None) -> list[str]:
     """sha256 of the shipped policy files a level plays, in order."""
-    entry = ship.env_entry(env, folder)
+    entry = manifest.env_entry(env, folder)
     if level == "random":
         return []
     if level == "medium-expert":
-        return [entry["medium"]["sha256"], entry["expert"]["sha256"]]
+        return [entry.medium.sha256, entry.expert.sha256]
     if level in ("medium", "expert"):
-        return [entry[level]["sha256"]]
-    return [phase["sha256"] for phase in entry["replay"] if phase["file"] is not None]
+        return [entry.level_policy(level).sha256]
+    return [phase.sha256 for phase in entry.replay if isinstance(phase, manifest.SnapshotPhase)]
 
 
 def locomotion_reference_scores(env: str, folder: Path | None) -> tuple[float, float] | None:
     """(random policy's, expert's) mean return over 100 episodes, from the manifest."""
-    entry = ship.read_policy_manifest(folder)["envs"].get(env)
+    entry = manifest.read_policy_manifest(folder).envs.get(env)
     if entry is None:
         return None
-    return entry["random"]["return_mean"], entry["expert"]["return_mean"]
+    return entry.random.return_mean, entry.expert.return_mean
 
 
 def locomotion_recipes(folder: Path | None = None) -> dict[str, Recipe]:
     """Every level of the default envs and of any other env with shipped policies."""
-    shipped = ship.read_policy_manifest(folder)["envs"]
+    shipped = manifest.read_policy_manifest(folder).envs
     envs = dict.fromkeys([*DEFAULT_LOCOMOTION, *sorted(shipped)])
     recipes = {}
     for env in envs:
-        env_id = shipped[env]["env_id"] if env in shipped else ship.LOCOMOTION_ENVS[env]
+        env_id = shipped[env].env_id if env in shipped else manifest.LOCOMOTION_ENVS[env]
         for level in LEVELS:
             name = dataset_id(env, level)
             recipes[name] = Recipe(

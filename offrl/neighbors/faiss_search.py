@@ -1,0 +1,80 @@
+"""FAISS searches on the host: building (and caching) the indexes, and the search the compiled
+step calls through `jax.pure_callback`."""
+
+from __future__ import annotations
+
+import faiss
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.neighbors.constraint import DatasetConstraint, SearchFn
+from offrl.neighbors.disk_cache import array_digest, cache_dir
+from offrl.neighbors.pruned_ivf import PrunedIVF, faiss_kth_rows, training_sample
+from offrl.neighbors.row_memory import RowMemory
+from offrl.results import atomic_write
+
+
+def build_faiss_index(keys: np.ndarray, search: str, *, hnsw_m: int, ivf_lists: int):
+    """An index over `keys`; HNSW and IVF builds are cached on disk, keyed by the keys' hash."""
+    dim = keys.shape[1]
+    if search in ("faiss-flat", "faiss-ivf-exact"):
+        flat = faiss.IndexFlatL2(dim)  # building is a copy: nothing worth caching
+        flat.add(keys)
+        if search == "faiss-flat":
+            return flat
+        # About 1,000 keys per cell: a few cells usually certify a query.
+        lists = int(np.clip(keys.shape[0] // 1000, 1, 4096))
+        return PrunedIVF(build_faiss_index(keys, "faiss-ivf", hnsw_m=hnsw_m, ivf_lists=lists), flat)
+    params = f"m{hnsw_m}" if search == "faiss-hnsw" else f"lists{ivf_lists}"
+    path = cache_dir() / f"{array_digest(keys)}-{search}-{params}.faiss"
+    if path.exists():
+        return faiss.read_index(str(path))
+    if search == "faiss-hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m)
+        index.hnsw.efConstruction = 2 * hnsw_m
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, min(ivf_lists, keys.shape[0]))
+        index.train(training_sample(keys, 64 * index.nlist))
+    index.add(keys)
+    atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
+    return index
+
+
+def host_search(
+    index, keys: np.ndarray, state_dim: int, k: int, memory: RowMemory | None
+) -> SearchFn:
+    """A search that calls FAISS through `jax.pure_callback`, only for the wanted queries, and
+    returns the neighbours' actions from the host copy of the keys (the callback touches no device
+    array). With a `memory` (exact searches only), queries it can certify skip the search.
+
+    Under the training loop's vmap over seeds, all seeds' queries arrive in one call.
+    """
+    actions = keys[:, state_dim:]
+
+    def on_host(queries, rows, wanted, upper):
+        queries, rows, wanted = np.asarray(queries), np.asarray(rows), np.asarray(wanted)
+        nearest = rows.astype(np.int64)  # unwanted queries are answered elsewhere: any row will do
+        remembered = np.zeros(rows.shape, bool)
+        if wanted.any():
+            asked, asked_rows = queries[wanted], rows[wanted]
+            if memory is None:
+                upper = np.asarray(upper)[wanted]
+                nearest[wanted] = faiss_kth_rows(index, asked, asked_rows, k, upper)
+            else:
+                found, known = memory.recall(asked, asked_rows, k)
+                if not known.all():
+                    found[~known] = memory.search(index, asked[~known], asked_rows[~known], k)
+                nearest[wanted], remembered[wanted] = found, known
+        return actions[nearest], remembered
+
+    def search(constraint: DatasetConstraint, queries, rows, wanted, upper):
+        shapes = (
+            jax.ShapeDtypeStruct((*rows.shape, actions.shape[1]), jnp.float32),
+            jax.ShapeDtypeStruct(rows.shape, jnp.bool_),
+        )
+        return jax.pure_callback(
+            on_host, shapes, queries, rows, wanted, upper, vmap_method="expand_dims"
+        )
+
+    return search
