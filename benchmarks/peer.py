@@ -44,7 +44,8 @@ from offrl.errors import ConfigError, DatasetError
 from offrl.evaluate import run_episodes
 from offrl.locks import hold
 from offrl.results import atomic_write, atomic_write_text
-from offrl.train import Protocol, git_commit
+from offrl.run_manifest import git_commit
+from offrl.train import Protocol
 
 LIBRARY = "d3rlpy"
 PEER_AGENTS = ("td3bc", "prdc")
@@ -287,7 +288,7 @@ def train_peer(spec: PeerSpec, results: Path, progress: bool = True) -> store.Ru
             while step < protocol.steps:
                 n = min(protocol.eval_every, protocol.steps - step)
                 chunk_began = time.perf_counter()
-                algo.fit(
+                ((_, losses),) = algo.fit(
                     buffer,
                     n_steps=n,
                     n_steps_per_epoch=n,
@@ -307,6 +308,7 @@ def train_peer(spec: PeerSpec, results: Path, progress: bool = True) -> store.Ru
                         "return": float(returns.mean()),
                         "normalized_score": None if score is None else float(score),
                         "updates_per_s": updates_per_s,
+                        "losses": {name: float(value) for name, value in losses.items()},
                     }
                 )
                 _save_state(run_dir, algo, step)

@@ -34,14 +34,9 @@ from benchmarks import reference_td3bc
 from offrl.agent import Context, DatasetSpec
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions, sample, sample_rows, take
+from offrl.fused import Carry, init_carry, make_train_chunk, update_compiler_options
 from offrl.neighbors import constrained_actions
-from offrl.train import (
-    Carry,
-    init_carry,
-    make_train_chunk,
-    prepare_data,
-    update_compiler_options,
-)
+from offrl.train import prepare_data
 
 OBS_DIM, ACTION_DIM = 17, 6
 REFERENCE_UNROLL = 8

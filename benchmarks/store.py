@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from offrl.errors import OffrlError
-from offrl.results import read_manifest
+from offrl.run_manifest import RunManifest, read_run_manifest
 
 SCHEMA = 3
 # Schema 1 records predate behaviour versions: every agent was then at its first, 1.
@@ -309,8 +309,8 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
-    manifest = read_manifest(run_dir)
+def _read_manifest(run_dir: Path) -> RunManifest:
+    manifest = read_run_manifest(run_dir)
     if manifest is None:
         raise StoreError(f"{run_dir} is not an offrl run folder (no run.json)")
     return manifest
@@ -326,27 +326,27 @@ def record_from_run_dir(
     """
     run_dir = Path(run_dir)
     manifest = _read_manifest(run_dir)
-    if manifest.get("task") is None:
+    if manifest.task is None:
         raise StoreError(f"{run_dir} was trained without a task, so it has no scores to store")
-    if seed not in manifest["seeds"]:
-        raise StoreError(f"{run_dir} trained seeds {manifest['seeds']}, not seed {seed}")
-    rows = _seed_evaluations(run_dir, seed, manifest["steps"])
+    if seed not in manifest.seeds:
+        raise StoreError(f"{run_dir} trained seeds {list(manifest.seeds)}, not seed {seed}")
+    rows = _seed_evaluations(run_dir, seed, manifest.steps)
     kind = _score_kind(rows, run_dir / "records.jsonl")
     steps = [int(r["step"]) for r in rows]
     scores = [float(r[kind]) for r in rows]
-    protocol = protocol_of(manifest)
+    protocol = protocol_of({name: getattr(manifest, name) for name in PROTOCOL_FIELDS})
     return RunRecord(
-        agent=manifest["agent"],
-        behavior_version=int(manifest.get("behavior_version", SCHEMA_1_BEHAVIOR_VERSION)),
-        task=manifest["task"],
+        agent=manifest.agent,
+        behavior_version=manifest.version,
+        task=manifest.task,
         seed=int(seed),
-        dataset_checksum=manifest["checksum"],
-        config=manifest["config"],
-        config_hash=config_hash(manifest["config"]),
+        dataset_checksum=manifest.checksum,
+        config=manifest.config,
+        config_hash=config_hash(manifest.config),
         protocol=protocol,
         protocol_hash=protocol_hash(protocol),
-        git_commit=manifest.get("git_commit"),
-        offrl_version=manifest["offrl_version"],
+        git_commit=manifest.git_commit,
+        offrl_version=manifest.offrl_version,
         score_kind=kind,
         curve_steps=steps,
         curve_scores=scores,
@@ -354,7 +354,7 @@ def record_from_run_dir(
         **score_summary(steps, scores),
         wall_s=float(wall_s),
         updates_per_s=_updates_per_s(rows),
-        run_seeds=[int(s) for s in manifest["seeds"]],
+        run_seeds=[int(s) for s in manifest.seeds],
         run_dir=str(run_dir),
         finished_at=finished_at or _now(),
     )
@@ -365,5 +365,5 @@ def records_from_run_dir(
 ) -> list[RunRecord]:
     """The records of every seed of a finished run folder, in seed order."""
     finished_at = finished_at or _now()
-    seeds = _read_manifest(Path(run_dir))["seeds"]
+    seeds = _read_manifest(Path(run_dir)).seeds
     return [record_from_run_dir(run_dir, seed, wall_s, finished_at) for seed in seeds]

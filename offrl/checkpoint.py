@@ -7,11 +7,13 @@ is named as damage instead of surfacing as a TensorStore traceback or a silently
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,18 @@ def _drop_closed_loop_callbacks(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
+def remove_partial_saves(folder: Path, step: int, attempts: int = 50) -> None:
+    """Remove orbax's temporary folders of `step`; again while a writer thread that outlived
+    the failed save still creates files in them (seen on a loaded 2-core machine)."""
+    for _ in range(attempts):
+        partial = list(folder.glob(f"{step}.orbax-checkpoint-tmp*"))
+        if not partial:
+            return
+        for path in partial:
+            shutil.rmtree(path, ignore_errors=True)
+        time.sleep(0.1)
+
+
 class Checkpointer:
     """Keeps the last `keep` checkpoints of a run under `<run_dir>/checkpoints/<step>`."""
 
@@ -102,8 +116,9 @@ class Checkpointer:
             folder = self.step_dir(step)
             atomic_write_text(folder / CHECKSUMS, json.dumps(file_digests(folder), indent=1))
         except BaseException:
-            for partial in self.step_dir(step).parent.glob(f"{step}.orbax-checkpoint-tmp*"):
-                shutil.rmtree(partial, ignore_errors=True)
+            with contextlib.suppress(Exception):
+                self._manager.wait_until_finished()
+            remove_partial_saves(self.step_dir(step).parent, step)
             raise
         finally:
             absl.setLevel(level)

@@ -127,12 +127,13 @@ def train(argv: list[str]) -> int:
 
 def summarize(run_dir: Path, window: int = 10) -> str:
     """Per seed: last evaluation and mean of the last `window` evaluations (TD3+BC's rule)."""
-    from offrl.results import read_manifest, read_records
+    from offrl.results import read_records
+    from offrl.run_manifest import read_run_manifest
 
-    manifest = read_manifest(run_dir)
+    manifest = read_run_manifest(run_dir)
     records = read_records(run_dir)
-    lines = [f"run {run_dir}: {manifest['agent']} on {manifest['task']}"]
-    for seed in manifest["seeds"]:
+    lines = [f"run {run_dir}: {manifest.agent} on {manifest.task}"]
+    for seed in manifest.seeds:
         mine = [r for r in records if r["seed"] == seed]
         if not mine:
             continue

@@ -1,4 +1,5 @@
-"""Run folders: the run manifest, append-only evaluation records, atomic writes."""
+"""Run folders: behaviour runs' run.json (an offline run's is `offrl.run_manifest`), append-only
+evaluation records, atomic writes, disk space."""
 
 from __future__ import annotations
 

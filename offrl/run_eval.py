@@ -9,15 +9,15 @@ from types import ModuleType
 
 import numpy as np
 
-from offrl.agent import DatasetSpec, config_from_dict
+from offrl.agent import config_from_dict
 from offrl.checkpoint import CheckpointDamaged, Checkpointer
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.registry import resolve_task
 from offrl.envs import make_vector_env
 from offrl.errors import ConfigError
 from offrl.evaluate import run_episodes
-from offrl.results import read_manifest
-from offrl.train import act_fn, init_carry
+from offrl.fused import act_fn, init_carry
+from offrl.run_manifest import read_run_manifest
 
 
 def evaluate_checkpoint(
@@ -31,19 +31,19 @@ def evaluate_checkpoint(
     `agents` maps the agent names a run folder may name to their modules (the command line
     passes `agents.AGENTS`)."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
+    manifest = read_run_manifest(run_dir)
     if manifest is None:
         raise ConfigError(
             f"{run_dir} is not a run folder (no run.json); pass a folder from offrl train"
         )
-    if manifest["task"] is None:
+    if manifest.task is None:
         raise ConfigError(
             f"{run_dir} was trained without a task, so it has no environment to evaluate in"
         )
-    agent = agents[manifest["agent"]]
-    config = config_from_dict(agent.Config, manifest["config"])
-    seeds = manifest["seeds"]
-    episodes = manifest["eval_episodes"] if episodes is None else episodes
+    agent = agents[manifest.agent]
+    config = config_from_dict(agent.Config, manifest.config)
+    seeds = list(manifest.seeds)
+    episodes = manifest.eval_episodes if episodes is None else episodes
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     checkpointer = Checkpointer(run_dir)
@@ -53,12 +53,12 @@ def evaluate_checkpoint(
         raise ConfigError(
             f"{run_dir} has no checkpoint at step {step}; it has {available or 'none'}"
         )
-    task = resolve_task(manifest["task"])
+    task = resolve_task(manifest.task)
     normalizer = ObsNormalizer(
-        mean=np.asarray(manifest["normalizer"]["mean"], np.float32),
-        std=np.asarray(manifest["normalizer"]["std"], np.float32),
+        mean=np.asarray(manifest.normalizer.mean, np.float32),
+        std=np.asarray(manifest.normalizer.std, np.float32),
     )
-    carry = init_carry(agent, DatasetSpec(**manifest["spec"]), config, seeds)
+    carry = init_carry(agent, manifest.spec, config, seeds)
     try:
         carry, _ = checkpointer.restore(step, carry)
     except CheckpointDamaged as err:
@@ -78,9 +78,7 @@ def evaluate_checkpoint(
     finally:
         envs.close()
     scores = task.normalized_score(returns.mean(axis=1))
-    lines = [
-        f"{manifest['agent']} on {task.name}, checkpoint step {step}, {episodes} episodes/seed"
-    ]
+    lines = [f"{manifest.agent} on {task.name}, checkpoint step {step}, {episodes} episodes/seed"]
     for i, seed in enumerate(seeds):
         score = "" if scores is None else f", normalised score {scores[i]:.1f}"
         lines.append(

@@ -20,9 +20,9 @@ from offrl.results import (
     cut_records,
     free_space,
     out_of_space,
-    read_manifest,
     records_size,
 )
+from offrl.run_manifest import RunManifest, differing_fields, read_run_manifest
 
 
 def save_chunk(
@@ -66,15 +66,15 @@ def check_out_folder(run_dir: Path) -> None:
 
 
 def check_resume(
-    run_dir: Path, manifest: dict, on_fresh_start: Callable[[str], None] = warn
-) -> dict | None:
+    run_dir: Path, manifest: RunManifest, on_fresh_start: Callable[[str], None] = warn
+) -> RunManifest | None:
     """The stored manifest, if `run_dir` holds a run to resume; None for a fresh start.
 
     A run with other settings is refused, unless it has no checkpoint yet: then it holds nothing
     to lose, and a corrected command starts the folder afresh (told to `on_fresh_start`).
     """
     check_out_folder(run_dir)
-    stored = read_manifest(run_dir)
+    stored = read_run_manifest(run_dir)
     if stored is None:
         if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
             raise ConfigError(
@@ -82,29 +82,23 @@ def check_resume(
                 "pass an empty or new --out folder"
             )
         return None
-    # A run folder from before versions were recorded was trained by version 1.
-    stored_version = stored.get("behavior_version", 1)
-    differences = [
-        key
-        for key in ("agent", "task", "config", "seeds", "eval_every", "eval_episodes", "checksum")
-        if stored.get(key) != manifest.get(key)
-    ]
-    if (differences or stored_version != manifest["behavior_version"]) and not saved_steps(run_dir):
+    differences = differing_fields(stored, manifest)
+    if (differences or stored.version != manifest.version) and not saved_steps(run_dir):
         on_fresh_start(
             f"{run_dir} held a run with other settings and no checkpoint yet: starting afresh"
         )
         return None
     if differences:
-        key = differences[0]
+        name = differences[0]
         raise ConfigError(
-            f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} there, "
-            f"{manifest.get(key)!r} now); resume it with the same settings or pass a new --out"
+            f"{run_dir} holds a run with a different {name} ({getattr(stored, name)!r} there, "
+            f"{getattr(manifest, name)!r} now); resume it with the same settings or pass a new "
+            "--out"
         )
-    if stored_version != manifest["behavior_version"]:
+    if stored.version != manifest.version:
         raise ConfigError(
-            f"{run_dir} holds a run trained by {stored['agent']} behaviour version "
-            f"{stored_version}; this offrl's {manifest['agent']} is version "
-            f"{manifest['behavior_version']} (its update changed since), so the run cannot be "
-            "resumed: pass a new --out"
+            f"{run_dir} holds a run trained by {stored.agent} behaviour version "
+            f"{stored.version}; this offrl's {manifest.agent} is version {manifest.version} "
+            "(its update changed since), so the run cannot be resumed: pass a new --out"
         )
     return stored

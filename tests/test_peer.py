@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,8 @@ def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
     assert resumed.is_peer and resumed.implementation == "d3rlpy"
     assert resumed.config["library"].startswith("d3rlpy==") and resumed.config["alpha"] == 2.5
     assert sorted(p.name for p in run_dir.glob("*-*")) == ["model-40.d3", "rng-40.pkl"]
+    evaluations = json.loads((run_dir / "progress.json").read_text())["evaluations"]
+    assert {"critic_loss", "actor_loss"} <= set(evaluations[-1]["losses"])
     key = dataclasses.replace(resumed, wall_s=0.0).key
     assert (
         key.implementation == "d3rlpy"

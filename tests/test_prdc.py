@@ -16,6 +16,7 @@ from offrl.agent import Context, DatasetSpec
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
+from offrl.fused import init_carry
 from offrl.neighbors import (
     PrunedIVF,
     build_constraint,
@@ -26,7 +27,7 @@ from offrl.neighbors import (
     gather_neighbourhood,
     state_candidates,
 )
-from offrl.train import fit, init_carry
+from offrl.train import fit
 from tests.conftest import HOPPER_DATASET_ID, assert_trained_alike
 
 TASK = f"minari/{HOPPER_DATASET_ID}"

@@ -30,8 +30,8 @@ from offrl.checkpoint import CHECKSUMS, Checkpointer
 from offrl.cli import main
 from offrl.data import minari_io, staging
 from offrl.data.collect import collect
+from offrl.fused import init_carry
 from offrl.locks import hold
-from offrl.train import init_carry
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
 STEPS = 300
@@ -311,13 +311,13 @@ def test_an_out_that_is_or_lies_under_a_file_is_refused(hopper_dataset, tmp_path
 KILLED_WRITER = textwrap.dedent(
     """
     import os, signal, sys
-    from offrl.data import minari_io
+    from offrl.data import minari_write
     from offrl.data.collect import collect
 
     def killed(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    minari_io._move_into_place = killed
+    minari_write._move_into_place = killed
     collect("Hopper-v5", "random", 300, sys.argv[1], seed=0)
     """
 )

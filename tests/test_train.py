@@ -32,13 +32,8 @@ from offrl.cli import main
 from offrl.data.registry import load_task
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import episode_seeds
-from offrl.train import (
-    fit,
-    init_carry,
-    make_train_chunk,
-    prepare_data,
-    update_compiler_options,
-)
+from offrl.fused import init_carry, make_train_chunk, update_compiler_options
+from offrl.train import fit, prepare_data
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
 SMALL = {"hidden_dims": (64, 64), "batch_size": 64}

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from offrl.data import d4rl, minari_io
+from offrl.data import d4rl, generate, minari_io
 from offrl.data.transitions import Transitions, checksum, from_numpy
 from offrl.envs import make_env
 from offrl.errors import DatasetError, OffrlError, UnknownTaskError
@@ -247,14 +247,6 @@ def _episode_step(lengths: np.ndarray, ids: np.ndarray) -> Callable[[int], str]:
     return describe
 
 
-def _generate():
-    """offrl.data.generate on first use: it imports the behaviour package, which imports
-    offrl.data (whose __init__ imports this module)."""
-    from offrl.data import generate
-
-    return generate
-
-
 def minari_id(task: Task) -> str:
     """The Minari id a minari/ or offrl/ task is stored under."""
     return task.name if task.source == "offrl" else task.dataset
@@ -262,7 +254,7 @@ def minari_id(task: Task) -> str:
 
 def remake_hint(dataset_id: str) -> str:
     """How to replace a cached Minari dataset: `offrl data make` for the embedded ones."""
-    if dataset_id in _generate().recipes():
+    if dataset_id in generate.recipes():
         return f"`offrl data make {dataset_id} --overwrite`"
     return "delete the folder and download or generate it again"
 
@@ -294,7 +286,7 @@ def _verify_minari(task: Task, digest: str) -> None:
 
 def _minari_names() -> list[str]:
     """Cached Minari datasets, except embedded ones (listed as offrl/...)."""
-    embedded = _generate().recipes()
+    embedded = generate.recipes()
     return [name for name in minari_io.local_dataset_ids() if name not in embedded]
 
 
@@ -303,7 +295,7 @@ def _minari_names() -> list[str]:
 
 def _resolve_generated(name: str, dataset: str) -> Task:
     try:
-        recipe = _generate().find_recipe(name)
+        recipe = generate.find_recipe(name)
     except UnknownTaskError:
         raise _unknown(name) from None
     refs = (None, None)  # known once made: measuring them is part of making the dataset
@@ -322,8 +314,8 @@ def _load_generated(task: Task) -> tuple[dict[str, np.ndarray], Path]:
             f"~/.minari/datasets). Make it with `offrl data make {task.name}` (a few minutes, no "
             "network), or `offrl data make --all` for the whole suite."
         )
-    if _generate().made_from_other_policies(task.name):
-        raise DatasetError(_generate().stale_hint(task.name))
+    if generate.made_from_other_policies(task.name):
+        raise DatasetError(generate.stale_hint(task.name))
     return _load_minari(task)
 
 
@@ -333,7 +325,7 @@ SOURCES: dict[str, Source] = {
     "offrl": Source(
         _resolve_generated,
         _load_generated,
-        lambda: [name.partition("/")[2] for name in _generate().recipes()],
+        lambda: [name.partition("/")[2] for name in generate.recipes()],
         _verify_minari,
     ),
 }

@@ -6,18 +6,23 @@ driving a PD controller (D4RL's `waypoint_controller.py`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
-import gymnasium_robotics
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
-from gymnasium_robotics.envs.maze.maze_v4 import Maze
-from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
 
 from offrl.errors import ConfigError
+
+# gymnasium-robotics announces its Adroit envs on import: keep that out of offrl's output.
+with contextlib.redirect_stderr(io.StringIO()):
+    import gymnasium_robotics
+    from gymnasium_robotics.envs.maze.maze_v4 import Maze
+    from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
 
 gym.register_envs(gymnasium_robotics)  # the PointMaze_*-v3 ids
 

@@ -1,0 +1,110 @@
+"""A run folder's run.json: what was trained, on which data, under which protocol, as a typed
+record with one writer (`write_run_manifest`, by `fit`) and one reader (`read_run_manifest`).
+
+The record ties the folder's checkpoints to their config: `fit` resumes a folder only when the
+stored record agrees with the new one (`differing_fields`), the store builds its records from
+it, and `offrl eval` rebuilds the agent and the normaliser from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from offrl.agent import DatasetSpec
+from offrl.json_records import UNRECORDED, RecordMismatch, Unrecorded, from_json, to_json
+from offrl.results import RunFolderError, atomic_write_text
+
+MANIFEST = "run.json"
+# A run folder from before behaviour versions were recorded was trained by version 1.
+UNVERSIONED_BEHAVIOR = 1
+# The fields a resumed run must share with the stored one (more steps may be asked for).
+RESUME_FIELDS = ("agent", "task", "config", "seeds", "eval_every", "eval_episodes", "checksum")
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """The observation normaliser fitted on the dataset: (s - mean) / std."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunManifest:
+    agent: str
+    behavior_version: int | Unrecorded
+    task: str | None
+    config: dict[str, Any]
+    """The agent's Config as JSON (`offrl.agent.config_from_dict` rebuilds it)."""
+    seeds: tuple[int, ...]
+    eval_every: int
+    eval_episodes: int
+    steps: int
+    checksum: str
+    """sha256 of the dataset's transitions."""
+    dataset_size: int
+    spec: DatasetSpec
+    normalizer: Normalization
+    offrl_version: str
+    git_commit: str | None
+
+    @property
+    def version(self) -> int:
+        """The behaviour version of the agent that trained the run."""
+        stored = self.behavior_version
+        return UNVERSIONED_BEHAVIOR if stored is UNRECORDED else int(stored)
+
+
+def git_commit() -> str | None:
+    """The commit of the offrl checkout running, None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def as_json_value(value: Any) -> Any:
+    """A value as run.json gives it back (tuples become lists): stored and new configs compare."""
+    return json.loads(json.dumps(value))
+
+
+def differing_fields(stored: RunManifest, new: RunManifest) -> list[str]:
+    """The RESUME_FIELDS in which two runs differ, in that order."""
+    return [name for name in RESUME_FIELDS if getattr(stored, name) != getattr(new, name)]
+
+
+def write_run_manifest(run_dir: Path, manifest: RunManifest) -> None:
+    text = json.dumps(to_json(manifest), indent=2, sort_keys=True)
+    atomic_write_text(Path(run_dir) / MANIFEST, text)
+
+
+def read_run_manifest(run_dir: Path) -> RunManifest | None:
+    """The run folder's record, None when it has no run.json; a damaged or foreign one is a
+    RunFolderError naming the file and the field."""
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunFolderError(
+            f"{path} is damaged (not valid JSON: {err}); it is what ties the folder's "
+            "checkpoints to their config, so train into a new --out"
+        ) from None
+    try:
+        return from_json(RunManifest, value)
+    except RecordMismatch as err:
+        raise RunFolderError(
+            f"{path} is not a run record this offrl reads: {err}; train into a new --out"
+        ) from None
