@@ -29,7 +29,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# PROFILE=default (about 70 min of training on 2 cores) | repro (about 20 h) | full (the papers'
+# PROFILE=default (about 95 min on 2 cores, datasets included) | repro (about 20 h) | full (the papers'
 # protocol) | smoke (minutes); RESULTS is the folder of the store, the run folders and the board.
 bench: install
 	$(BIN)/offrl bench --profile $(PROFILE) --results $(RESULTS) $(BENCH_ARGS)

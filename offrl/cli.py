@@ -15,6 +15,7 @@ from typing import Annotated
 import numpy as np
 import tyro
 
+from offrl import __version__
 from offrl.behavior import sac
 from offrl.behavior.train import OnlineProtocol
 from offrl.errors import ConfigError, OffrlError
@@ -35,7 +36,8 @@ class TrainArgs:
     """Train an agent on an offline dataset; all seeds in one compiled program."""
 
     task: str
-    """Task name: d4rl/<name> (a D4RL hdf5 file on disk) or minari/<dataset-id>."""
+    """Task name: offrl/<env>/<level>-v0 (generated here: `offrl data list`), d4rl/<name> (a D4RL
+    hdf5 file on disk) or minari/<dataset-id>."""
     agent: str = "td3bc"
     """Agent to train; `offrl train --agent NAME --help` lists its hyper-parameters."""
     seeds: int = 1
@@ -319,6 +321,9 @@ def behavior(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--version":
+        print(f"offrl {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in VERBS:
         usage = (
             "usage: offrl {"
@@ -326,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             + "} ...\n\n"
             + "\n".join(f"  {verb:11} {text}" for verb, text in VERBS.items())
         )
-        usage += "\n\nRun `offrl VERB --help` for a verb's flags."
+        usage += "\n\nRun `offrl VERB --help` for a verb's flags, `offrl --version` for offrl's."
         if argv and argv[0] in ("-h", "--help"):
             print(usage)
             return 0

@@ -88,6 +88,14 @@ def test_stored_runs_are_skipped_and_new_seeds_planned(finished):
     assert [s.seeds for s in plan(TINY, checksums, results, force=True)] == [(0, 1)]
 
 
+def test_rerunning_a_finished_profile_says_what_it_skipped(finished, capsys):
+    results, _ = finished
+    assert bench(TINY, results) == []
+    out = capsys.readouterr().out
+    assert "2 (agent, task, seed) run(s) of the profile are in" in out
+    assert "skipped (--force trains them again); 0 to train" in out
+
+
 def test_seed_by_seed_agents_run_one_seed_per_run_cheap_agents_first(finished):
     results, _ = finished
     checksums = {TASK: load_task(TASK).checksum, "offrl/hopper/medium-v0": "0" * 64}

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import HOPPER_DATASET_ID, HOPPER_STEPS, write_d4rl
 
+import offrl
 from offrl.cli import main
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
@@ -52,6 +53,11 @@ def test_top_level_help_lists_the_verbs(capsys):
     for verb in ("train", "eval", "data"):
         assert re.search(rf"^  {verb} ", out, re.MULTILINE), out
     assert "offrl VERB --help" in out
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"offrl {offrl.__version__}\n"
 
 
 def test_unknown_verb_is_an_error(capsys):

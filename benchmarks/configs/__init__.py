@@ -72,7 +72,7 @@ PROFILES = {
         eval_every=500,
         eval_episodes=10,
         note=(
-            "REDUCED for a 2-core laptop (about 70 min of training): 2,000 gradient steps "
+            "REDUCED for a 2-core laptop (about 95 min, datasets included): 2,000 gradient steps "
             "instead of 1,000,000, evaluated every 500 steps (10 episodes), 3 seeds; scores are "
             "far below converged values and are not comparable with the papers'"
         ),
