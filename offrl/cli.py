@@ -23,6 +23,7 @@ from offrl.errors import ConfigError, OffrlError
 VERBS = {
     "train": "train an agent on a task (resumes when --out holds a checkpoint)",
     "eval": "evaluate the latest checkpoint of a run folder",
+    "export": "write one seed's trained policy as a self-contained file (loads with JAX alone)",
     "data": "datasets: list | info TASK | make TASK | collect",
     "behavior": "behaviour policies: train (online SAC, resumable) | ship | plot",
     "bench": "run a bench profile (default | full | smoke) into the results store",
@@ -148,6 +149,34 @@ def summarize(run_dir: Path, window: int = 10) -> str:
             f"mean of last {len(last)} evaluations {np.mean(last):.1f}"
         )
     return "\n".join(lines)
+
+
+def export_policy(
+    run_dir: tyro.conf.Positional[Path],
+    out: Path,
+    seed: int | None = None,
+    step: int | None = None,
+) -> int:
+    """Write one seed's policy (raw observations in, actions out) as one self-contained file.
+
+    Load it without offrl: read the first line (JSON metadata), then
+    `jax.export.deserialize(bytearray(rest)).call(observations)`; or `offrl.policy.load_exported`.
+
+    Args:
+        run_dir: A folder written by `offrl train`.
+        out: The policy file to write.
+        seed: The seed whose policy to export (default: the run's first).
+        step: Checkpoint step (default: the latest).
+    """
+    from offrl.policy import load_policy
+    from offrl.run_manifest import read_run_manifest
+
+    policy = load_policy(run_dir, seed=seed, step=step)
+    manifest = read_run_manifest(run_dir)
+    metadata = {"agent": manifest.agent, "task": manifest.task, "run_dir": str(run_dir)}
+    metadata |= {"seed": manifest.seeds[0] if seed is None else seed, "step": policy.step}
+    print(f"wrote {policy.export(out, metadata)}")
+    return 0
 
 
 def evaluate_run(
@@ -342,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if verb == "train":
             return train(rest)
+        if verb == "export":
+            return tyro.cli(export_policy, args=rest, prog="offrl export")
         if verb == "eval":
             return tyro.cli(evaluate_run, args=rest, prog="offrl eval")
         if verb == "behavior":
