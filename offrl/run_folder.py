@@ -65,6 +65,19 @@ def check_out_folder(run_dir: Path) -> None:
         )
 
 
+def describe_differences(stored: RunManifest, new: RunManifest) -> str:
+    """Each differing setting with its stored and new value; config fields one by one."""
+    parts = []
+    for name in differing_fields(stored, new):
+        if name == "config":
+            old, now = stored.config, new.config
+            keys = sorted(k for k in old.keys() | now.keys() if old.get(k) != now.get(k))
+            parts += [f"config.{k} {old.get(k)!r} there, {now.get(k)!r} now" for k in keys]
+        else:
+            parts.append(f"{name} {getattr(stored, name)!r} there, {getattr(new, name)!r} now")
+    return "; ".join(parts)
+
+
 def check_resume(
     run_dir: Path, manifest: RunManifest, on_fresh_start: Callable[[str], None] = warn
 ) -> RunManifest | None:
@@ -89,11 +102,9 @@ def check_resume(
         )
         return None
     if differences:
-        name = differences[0]
         raise ConfigError(
-            f"{run_dir} holds a run with a different {name} ({getattr(stored, name)!r} there, "
-            f"{getattr(manifest, name)!r} now); resume it with the same settings or pass a new "
-            "--out"
+            f"{run_dir} holds a run with other settings: {describe_differences(stored, manifest)}"
+            "; resume it with the same settings or pass a new --out"
         )
     if stored.version != manifest.version:
         raise ConfigError(
