@@ -216,7 +216,7 @@ def data(argv: list[str]) -> int:
 
     def collect(
         env: str,
-        out: str,
+        dataset_id: str,
         policy: str = "random",
         steps: int = 10_000,
         seed: int = 0,
@@ -226,13 +226,14 @@ def data(argv: list[str]) -> int:
 
         Args:
             env: Gymnasium environment id, e.g. Hopper-v5.
-            out: Minari dataset id to write, e.g. local/hopper-random-v0; load it as minari/<id>.
+            dataset_id: Minari dataset id to write (not a folder: Minari's cache holds it), e.g.
+                local/hopper-random-v0; load it as minari/<id>.
             policy: Behaviour policy: random (uniform actions).
             steps: Transitions to collect.
             seed: Seed of the env and the policy.
             overwrite: Replace an existing dataset with the same id.
         """
-        print(commands.collect_command(env, policy, steps, out, seed, overwrite))
+        print(commands.collect_command(env, policy, steps, dataset_id, seed, overwrite))
 
     def make(
         task: tyro.conf.Positional[Annotated[str | None, tyro.conf.arg(metavar="TASK")]] = None,

@@ -105,7 +105,10 @@ def test_unknown_verb_is_an_error(capsys):
             ["--run", "--env", "--out", "--episodes", "--replay-snapshots"],
         ),
         (["behavior", "plot", "--help"], ["--run", "--out"]),
-        (["data", "collect", "--help"], ["--env", "--out", "--steps", "--seed", "--overwrite"]),
+        (
+            ["data", "collect", "--help"],
+            ["--env", "--dataset-id", "--steps", "--seed", "--overwrite"],
+        ),
         (["eval", "--help"], ["PATH", "--episodes", "--step"]),
     ],
 )
@@ -242,7 +245,7 @@ def test_data_info_shows_the_counts(hopper_dataset, capsys):
 
 def test_data_collect_then_refuse_to_overwrite(minari_dir, capsys):
     dataset = "test2/hopper-small-v0"
-    argv = ["data", "collect", "--env", "Hopper-v5", "--steps", "300", "--out", dataset]
+    argv = ["data", "collect", "--env", "Hopper-v5", "--steps", "300", "--dataset-id", dataset]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("Wrote 300 transitions of the 'random' policy in Hopper-v5 (seed 0)")

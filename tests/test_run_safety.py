@@ -451,7 +451,7 @@ def test_a_full_filesystem_stops_training_cleanly(uninterrupted, small_disk, cap
 def test_a_dataset_the_disk_cannot_hold_is_refused_before_writing(small_disk, monkeypatch, capsys):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(small_disk))
     dataset = "local/hopper-big-v0"
-    argv = ["data", "collect", "--env", "Hopper-v5", "--steps", "30000", "--out", dataset]
+    argv = ["data", "collect", "--env", "Hopper-v5", "--steps", "30000", "--dataset-id", dataset]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert f"writing {dataset} needs about" in err and "MiB free" in err and "Traceback" not in err

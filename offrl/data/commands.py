@@ -241,10 +241,10 @@ def info(task_name: str) -> str:
 
 
 def collect_command(
-    env: str, policy: str, steps: int, out: str, seed: int = 0, overwrite: bool = False
+    env: str, policy: str, steps: int, dataset_id: str, seed: int = 0, overwrite: bool = False
 ) -> str:
-    """`offrl data collect`: roll out, write minari/<out>, and say how to use it."""
-    result = collect(env, policy, steps, out, seed=seed, overwrite=overwrite)
+    """`offrl data collect`: roll out, write minari/<dataset_id>, and say how to use it."""
+    result = collect(env, policy, steps, dataset_id, seed=seed, overwrite=overwrite)
     returns = result.episode_returns
     return (
         f"Wrote {result.steps:,} transitions of the '{policy}' policy in {env} (seed {seed}) "
@@ -252,5 +252,5 @@ def collect_command(
         f"{result.episodes:,} episodes: {result.terminated:,} terminated, "
         f"{result.truncated:,} truncated; return mean {returns.mean():.2f}, "
         f"min {returns.min():.2f}, max {returns.max():.2f}.\n"
-        f"Task name: minari/{out}  (e.g. `offrl data info minari/{out}`)"
+        f"Task name: minari/{dataset_id}  (e.g. `offrl data info minari/{dataset_id}`)"
     )

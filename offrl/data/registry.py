@@ -203,7 +203,7 @@ def _missing_d4rl(task: Task) -> DatasetError:
         f"Download it from a D4RL mirror{origin} into $D4RL_DATASET_DIR or ~/.d4rl/datasets "
         "under either name above, or generate a quick real dataset with "
         f"`offrl data collect --env {task.env_spec.id} --policy random --steps 100000 "
-        f"--out {quick}` and train on minari/{quick}."
+        f"--dataset-id {quick}` and train on minari/{quick}."
     )
 
 
