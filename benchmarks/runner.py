@@ -150,7 +150,13 @@ def run_ray(
         import ray
     except ImportError as err:
         raise ConfigError("--executor ray needs Ray: pip install 'offrl[ray]'") from err
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    except ConnectionError as err:
+        raise ConfigError(
+            f"no Ray cluster answers at --address {address} ({err}): start one with "
+            "`ray start --head`, or leave --address out to start a local Ray instance"
+        ) from None
     remote = ray.remote(num_cpus=1)(execute)
     pending = {remote.remote(spec, results, False, fresh): spec for spec in specs}
     while pending:

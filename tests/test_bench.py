@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for, env_of
-from benchmarks.runner import bench, execute, plan
+from benchmarks.runner import bench, execute, plan, run_ray
 from offrl.data.registry import load_task
 from offrl.errors import ConfigError, DatasetError
 from tests.conftest import HOPPER_DATASET_ID
@@ -128,6 +128,11 @@ def test_runs_on_a_changed_dataset_are_planned_again_in_their_own_folder(finishe
 
 
 @pytest.mark.slow  # starting Ray and a JAX worker takes minutes on 2 cores
+def test_a_ray_address_without_a_cluster_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no Ray cluster answers at --address auto"):
+        run_ray([], tmp_path, "auto", False, print)
+
+
 def test_ray_executor_appends_to_the_same_store(hopper_dataset, tmp_path):
     ray = pytest.importorskip("ray")
     try:
