@@ -127,12 +127,12 @@ def test_runs_on_a_changed_dataset_are_planned_again_in_their_own_folder(finishe
     assert not again.run_dir(results).exists()
 
 
-@pytest.mark.slow  # starting Ray and a JAX worker takes minutes on 2 cores
 def test_a_ray_address_without_a_cluster_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no Ray cluster answers at --address auto"):
         run_ray([], tmp_path, "auto", False, print)
 
 
+@pytest.mark.slow  # starting Ray and a JAX worker takes minutes on 2 cores
 def test_ray_executor_appends_to_the_same_store(hopper_dataset, tmp_path):
     ray = pytest.importorskip("ray")
     try:
