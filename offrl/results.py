@@ -1,5 +1,5 @@
-"""Run folders: behaviour runs' run.json (an offline run's is `offrl.run_manifest`), append-only
-evaluation records, atomic writes, disk space."""
+"""Run folders: append-only evaluation records, atomic writes, disk space. Their run.json is
+`offrl.run_manifest` (offline runs) or `offrl.behavior.run_record` (behaviour runs)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from offrl.errors import OffrlError
-
-MANIFEST = "run.json"
 
 
 class RunFolderError(OffrlError):
@@ -42,27 +40,6 @@ def atomic_write(path: Path, write_to: Callable[[str], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    """The run folder's run.json, None when there is none; a damaged one is a RunFolderError."""
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunFolderError(
-            f"{path} is damaged (not valid JSON: {err}); it is what ties the folder's "
-            "checkpoints to their config, so train into a new --out"
-        ) from None
-    if not isinstance(manifest, dict):
-        raise RunFolderError(f"{path} is damaged (a JSON {type(manifest).__name__}, not a run)")
-    return manifest
-
-
-def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_text(Path(run_dir) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from test_ship import TINY_EPISODES, tiny_policies, tiny_replay_run, tiny_run
 
 from offrl.behavior import manifest, measure, ship
 from offrl.cli import main
-from offrl.data import commands, generate, minari_io
+from offrl.data import commands, generate, minari_io, recipes, rollouts
 from offrl.data.registry import known_task_names, load_task, resolve_task
 from offrl.errors import DatasetError, UnknownTaskError
 from offrl.nets import TanhGaussianActor
@@ -38,7 +38,7 @@ def suite(tmp_path_factory) -> dict[str, generate.MakeInfo]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(manifest.POLICIES_ENV_VAR, str(policies))
         patch.setenv("MINARI_DATASETS_PATH", str(cache))
-        patch.setattr(generate, "pointmaze_recipes", dict)  # mazes are test_maze.py's
+        patch.setattr(recipes, "pointmaze_recipes", dict)  # mazes are test_maze.py's
         yield {
             level: generate.make_dataset(generate.dataset_id("hopper", level), 0, SIZE)
             for level in LEVELS
@@ -107,7 +107,7 @@ def test_medium_expert_reuses_cached_halves_with_the_same_bytes(suite, monkeypat
     played = []
     rollout = generate.rollout
     monkeypatch.setattr(
-        generate,
+        recipes,
         "rollout",
         lambda *args, **kwargs: played.append(args[5]) or rollout(*args, **kwargs),
     )
@@ -158,7 +158,7 @@ def test_random_actions_sent_in_chunks_give_the_bytes_of_one_step_at_a_time(monk
     ]
 
     def played(chunk: int, workers: int) -> tuple[str, list[int]]:
-        monkeypatch.setattr(generate, "RANDOM_CHUNK", chunk)
+        monkeypatch.setattr(rollouts, "RANDOM_CHUNK", chunk)
         told = []
         episodes = generate.rollout(
             gym.spec("Hopper-v5"), actor, segments, 2005, 0, 0, 8, workers, told.append

@@ -10,7 +10,7 @@ import pytest
 from conftest import HOPPER_DATASET_ID, HOPPER_STEPS, POINT_GOAL_ENV_ID
 from minari.dataset._storages.hdf5_storage import HDF5Storage
 
-from offrl.data import minari_io
+from offrl.data import minari_io, minari_write
 from offrl.data.collect import collect, random_policy, rollout
 from offrl.data.registry import load_task
 from offrl.envs import flatten_goal_observation, make_env, make_vector_env
@@ -121,7 +121,7 @@ def test_failed_write_leaves_nothing(minari_dir, monkeypatch):
     def fail(path, episodes):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(minari_io, "_write_episodes", fail)
+    monkeypatch.setattr(minari_write, "_write_episodes", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         collect("Hopper-v5", "random", 50, "test/broken-v0")
     assert [p.name for p in minari_dir.iterdir()] == []
@@ -130,7 +130,7 @@ def test_failed_write_leaves_nothing(minari_dir, monkeypatch):
 def test_failed_overwrite_keeps_the_old_dataset(minari_dir, monkeypatch):
     collect("Hopper-v5", "random", 60, "test/keep-v0", seed=0)
     before = load_task("minari/test/keep-v0").checksum
-    monkeypatch.setattr(minari_io, "_write_episodes", lambda path, episodes: 1 / 0)
+    monkeypatch.setattr(minari_write, "_write_episodes", lambda path, episodes: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         collect("Hopper-v5", "random", 60, "test/keep-v0", seed=1, overwrite=True)
     assert load_task("minari/test/keep-v0").checksum == before

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from offrl.agent import DatasetSpec
 from offrl.behavior import manifest, measure, runs, sac, selection, ship
+from offrl.behavior.run_record import BehaviorRun
 from offrl.behavior.train import OnlineProtocol, train_behavior
 from offrl.cli import main
 from offrl.errors import ConfigError, DatasetError
@@ -106,12 +108,13 @@ def test_medium_window_stops_once_training_clearly_passed_medium():
 
 
 def test_train_command_names_the_non_default_settings():
-    run = {
-        "env": "Hopper-v5",
-        "seed": 3,
-        "config": {"hidden_dims": [32, 32], "batch_size": 256},
-        "protocol": {"steps": 1_000_000, "eval_every": 5_000},
-    }
+    run = BehaviorRun(
+        env="Hopper-v5",
+        seed=3,
+        config={"hidden_dims": [32, 32], "batch_size": 256},
+        protocol={"steps": 1_000_000, "eval_every": 5_000},
+        spec=DatasetSpec(11, 3),
+    )
     assert runs.train_command(run) == (
         "offrl behavior train --env Hopper-v5 --out runs/behavior/hopper --seed 3 "
         "--hidden-dims 32 32 --eval-every 5000"

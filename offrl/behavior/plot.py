@@ -8,8 +8,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from offrl.behavior.manifest import EnvPolicies, SnapshotPhase
+from offrl.behavior.run_record import read_behavior_run
 from offrl.errors import ConfigError
-from offrl.results import read_manifest, read_records
+from offrl.results import read_records
 
 
 def plot_curve(run_dir: str | Path, path: str | Path, entry: EnvPolicies | None = None) -> Path:
@@ -26,8 +27,7 @@ def plot_curve(run_dir: str | Path, path: str | Path, entry: EnvPolicies | None 
     axes = figure.add_subplot()
     axes.plot(steps, mean, color="C0", label="evaluation return (10 episodes)")
     axes.fill_between(steps, mean - std, mean + std, color="C0", alpha=0.2, linewidth=0)
-    run = read_manifest(run_dir) or {}
-    title = f"SAC on {run.get('env', run_dir.name)}, seed {run.get('seed', '?')}"
+    title = plot_title(run_dir)
     if entry is not None:
         mark_choices(axes, entry, dict(zip(steps.tolist(), mean.tolist(), strict=True)))
     axes.set(xlabel="environment steps", ylabel="return", title=title)
@@ -37,6 +37,14 @@ def plot_curve(run_dir: str | Path, path: str | Path, entry: EnvPolicies | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
+
+
+def plot_title(run_dir: Path) -> str:
+    """The env and seed the run trained, from its run.json (the folder's name without one)."""
+    run = read_behavior_run(run_dir)
+    if run is None:
+        return f"SAC on {run_dir.name}, seed ?"
+    return f"SAC on {run.env}, seed {run.seed}"
 
 
 def mark_choices(axes, entry: EnvPolicies, recorded: dict[int, float]) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 
 from offrl.behavior import sac
 from offrl.behavior.manifest import env_short_name, sha256_file
+from offrl.behavior.run_record import BehaviorRun, read_behavior_run
 from offrl.behavior.train import OnlineProtocol
 from offrl.errors import ConfigError
-from offrl.results import read_manifest, read_records
+from offrl.results import read_records
 
 SCHEDULE_FIELDS = ("steps", "eval_every", "checkpoint_every")
 """Protocol fields that only say how long and how often to save: SAC trains the same without
@@ -24,8 +25,7 @@ class Sources:
     """The snapshots a ship chooses from."""
 
     run_dir: Path
-    run: dict[str, Any]
-    """The run's run.json."""
+    run: BehaviorRun
     recorded: dict[int, float]
     """The run's own evaluated snapshots: training-time return by step."""
     snapshot_runs: dict[int, Path]
@@ -43,51 +43,51 @@ def recorded_returns(run_dir: Path) -> dict[int, float]:
     return {s: r for s, r in sorted(records.items()) if snapshot_path(run_dir, s).is_file()}
 
 
-def read_run(run_dir: Path, env_id: str | None) -> dict:
+def read_run(run_dir: Path, env_id: str | None) -> BehaviorRun:
     """run.json of a behaviour run, checked against the env the caller names."""
-    run = read_manifest(run_dir)
-    if run is None or run.get("kind") != "behavior":
+    run = read_behavior_run(run_dir)
+    if run is None:
         raise ConfigError(
             f"{run_dir} is not a behaviour run folder (no run.json of kind 'behavior'); pass "
             "the --out folder of `offrl behavior train`."
         )
-    if env_id is not None and env_id != run["env"]:
-        raise ConfigError(f"{run_dir} trained {run['env']}, not {env_id}; pass --env {run['env']}")
+    if env_id is not None and env_id != run.env:
+        raise ConfigError(f"{run_dir} trained {run.env}, not {env_id}; pass --env {run.env}")
     return run
 
 
-def train_command(run: dict, suffix: str = "") -> str:
+def train_command(run: BehaviorRun, suffix: str = "") -> str:
     """The `offrl behavior train` command that reproduces a run (non-default settings only),
     writing to runs/behavior/<env><suffix>."""
-    parts = ["offrl behavior train", f"--env {run['env']}"]
-    parts.append(f"--out runs/behavior/{env_short_name(run['env'])}{suffix}")
-    if run["seed"]:
-        parts.append(f"--seed {run['seed']}")
+    parts = ["offrl behavior train", f"--env {run.env}"]
+    parts.append(f"--out runs/behavior/{env_short_name(run.env)}{suffix}")
+    if run.seed:
+        parts.append(f"--seed {run.seed}")
     defaults = dataclasses.asdict(sac.Config()) | dataclasses.asdict(OnlineProtocol())
     defaults["hidden_dims"] = list(sac.Config().hidden_dims)
-    for name, value in (run["config"] | run["protocol"]).items():
+    for name, value in (run.config | run.protocol).items():
         if defaults.get(name) != value:
             shown = " ".join(map(str, value)) if isinstance(value, list) else value
             parts.append(f"--{name.replace('_', '-')} {shown}")
     return " ".join(parts)
 
 
-def training_settings(run: dict) -> dict[str, Any]:
+def training_settings(run: BehaviorRun) -> dict[str, Any]:
     """What decides a run's training trajectory, flat: seed, SAC config, the rest of the
     protocol."""
-    settings: dict[str, Any] = {"seed": run["seed"]}
-    settings |= {f"config.{name}": value for name, value in run["config"].items()}
-    for name, value in run["protocol"].items():
+    settings: dict[str, Any] = {"seed": run.seed}
+    settings |= {f"config.{name}": value for name, value in run.config.items()}
+    for name, value in run.protocol.items():
         if name not in SCHEDULE_FIELDS:
             settings[f"protocol.{name}"] = value
     return settings
 
 
-def replay_run_snapshots(run_dir: Path, run: dict, replay_dir: Path) -> dict[int, float]:
+def replay_run_snapshots(run_dir: Path, run: BehaviorRun, replay_dir: Path) -> dict[int, float]:
     """The evaluated snapshots of `replay_dir`, a re-run of the start of `run_dir` that saved
     more often, by step. Refused unless it is the same training: the same env and settings, and
     byte-identical snapshots at every step both runs saved."""
-    ours, theirs = training_settings(run), training_settings(read_run(replay_dir, run["env"]))
+    ours, theirs = training_settings(run), training_settings(read_run(replay_dir, run.env))
     differing = [name for name in sorted(ours | theirs) if ours.get(name) != theirs.get(name)]
     if differing:
         raise ConfigError(
@@ -115,7 +115,7 @@ def replay_run_snapshots(run_dir: Path, run: dict, replay_dir: Path) -> dict[int
     return replay_steps
 
 
-def snapshot_sources(run_dir: Path, run: dict, replay_run: Path | None) -> Sources:
+def snapshot_sources(run_dir: Path, run: BehaviorRun, replay_run: Path | None) -> Sources:
     """The run's evaluated snapshots (at least two), and those of its replay re-run if any."""
     recorded = recorded_returns(run_dir)
     if len(recorded) < 2:

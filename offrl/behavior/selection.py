@@ -121,19 +121,19 @@ class Choice:
 def choose(sources: Sources, bar_return: float | None, options: ShipOptions) -> Choice:
     """Pick the expert, the medium snapshot and the replay phases, measuring what they need."""
     run = sources.run
-    actor = TanhGaussianActor(tuple(run["config"]["hidden_dims"]), int(run["spec"]["action_dim"]))
-    measure, envs = episode_returns_of(run["env"], options.episodes)
-    short = env_short_name(run["env"])
+    actor = TanhGaussianActor(tuple(run.config["hidden_dims"]), run.spec.action_dim)
+    measure, envs = episode_returns_of(run.env, options.episodes)
+    short = env_short_name(run.env)
     bar = tqdm(
         desc=f"measure {short}", unit="policy", disable=not options.progress, dynamic_ncols=True
     )
-    meter = SnapshotMeter(measure, actor, run["spec"]["obs_dim"], sources.snapshot_runs, bar)
+    meter = SnapshotMeter(measure, actor, run.spec.obs_dim, sources.snapshot_runs, bar)
     try:
         expert_step, below = choose_expert(sources, meter, bar_return, options)
         target = MEDIUM_FRACTION * meter.mean_return(expert_step)
         medium_step = choose_medium(sources, meter, expert_step, target, options.candidates)
         phases = replay_phases(
-            list(sources.snapshot_runs), medium_step, run["protocol"]["start_steps"]
+            list(sources.snapshot_runs), medium_step, run.protocol["start_steps"]
         )
         phases = thin_phases(phases, options.replay_snapshots)
         for step, _ in phases:
@@ -156,7 +156,7 @@ def choose_expert(
         raise ConfigError(
             f"The best snapshot of {sources.run_dir} (step {expert_step}) returns "
             f"{meter.mean_return(expert_step):.1f} over {options.episodes} episodes, below the "
-            f"expert bar {bar_return:.0f} for {sources.run['env']}: train longer (the run "
+            f"expert bar {bar_return:.0f} for {sources.run.env}: train longer (the run "
             "resumes from its checkpoint) and ship again."
         )
     return expert_step, below

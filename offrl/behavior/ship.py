@@ -102,10 +102,10 @@ def ship(
     options = ShipOptions(episodes, replay_snapshots, candidates, allow_below_threshold, progress)
     run_dir, folder = Path(run_dir), Path(out) if out is not None else policies_dir()
     run = read_run(run_dir, env_id)
-    bar_return = expert_bar(run["env"], allow_below_threshold)
+    bar_return = expert_bar(run.env, allow_below_threshold)
     sources = snapshot_sources(run_dir, run, None if replay_run is None else Path(replay_run))
     choice = choose(sources, bar_return, options)
-    short = env_short_name(run["env"])
+    short = env_short_name(run.env)
     with staged_env_folder(folder, short) as staging:
         hashes = copy_policies(sources, policy_files(short, choice), staging)
         entry = shipped_entry(sources, choice, bar_return, options.episodes, hashes)
@@ -180,7 +180,7 @@ def shipped_entry(
     hashes: dict[str, str],
 ) -> EnvPolicies:
     """The manifest entry of the chosen policies, whose copies have these sha256 by file."""
-    run, short = sources.run, env_short_name(sources.run["env"])
+    run, short = sources.run, env_short_name(sources.run.env)
 
     def shipped(file: str, step: int) -> dict[str, Any]:
         """The fields every shipped snapshot records."""
@@ -195,11 +195,11 @@ def shipped_entry(
         )
     ]
     return EnvPolicies(
-        env_id=run["env"],
-        hidden_dims=tuple(run["config"]["hidden_dims"]),
-        action_dim=run["spec"]["action_dim"],
-        max_action=run["spec"]["max_action"],
-        obs_dim=run["spec"]["obs_dim"],
+        env_id=run.env,
+        hidden_dims=tuple(run.config["hidden_dims"]),
+        action_dim=run.spec.action_dim,
+        max_action=run.spec.max_action,
+        obs_dim=run.spec.obs_dim,
         expert_min_return=bar_return,
         evaluation=Evaluation(
             episodes=episodes,
@@ -224,13 +224,13 @@ def training_record(sources: Sources, short: str) -> Training:
     run = sources.run
     replay_command = None
     if sources.replay_run is not None:
-        replay_command = train_command(read_run(sources.replay_run, run["env"]), "-replay")
+        replay_command = train_command(read_run(sources.replay_run, run.env), "-replay")
     return Training(
-        seed=run["seed"],
-        steps=run["protocol"]["steps"],
+        seed=run.seed,
+        steps=run.protocol["steps"],
         trained_steps=max(sources.recorded),
-        config=run["config"],
-        protocol=run["protocol"],
+        config=run.config,
+        protocol=run.protocol,
         command=train_command(run),
         replay_command=replay_command,
         curve=f"{short}/curve.png",

@@ -23,11 +23,12 @@ from tqdm.auto import tqdm
 
 from offrl.agent import DatasetSpec
 from offrl.behavior import sac
+from offrl.behavior.run_record import BehaviorRun, read_behavior_run, write_behavior_run
 from offrl.checkpoint import Checkpointer
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
 from offrl.evaluate import run_episodes
-from offrl.results import append_records, read_manifest, truncate_records, write_manifest
+from offrl.results import append_records, truncate_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,21 +134,20 @@ def train_behavior(
     spec = DatasetSpec(
         int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     )
-    manifest = {
-        "kind": "behavior",
-        "env": env_id,
-        "seed": seed,
-        "config": dataclasses.asdict(config) | {"hidden_dims": list(config.hidden_dims)},
-        "protocol": dataclasses.asdict(protocol),
-        "spec": dataclasses.asdict(spec),
-    }
-    stored = read_manifest(run_dir)
-    if stored is not None and stored != manifest:
+    run = BehaviorRun(
+        env=env_id,
+        seed=seed,
+        config=dataclasses.asdict(config) | {"hidden_dims": list(config.hidden_dims)},
+        protocol=dataclasses.asdict(protocol),
+        spec=spec,
+    )
+    stored = read_behavior_run(run_dir)
+    if stored is not None and stored != run:
         raise ConfigError(
             f"{run_dir} holds a behaviour run with other settings; use the same ones or a new --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(run_dir, manifest)
+    write_behavior_run(run_dir, run)
 
     init_key, train_key, explore_key = jax.random.split(jax.random.PRNGKey(seed), 3)
     carry = OnlineCarry(

@@ -1,0 +1,44 @@
+"""How a cached embedded dataset compares with its recipe: played by other policy files than the
+shipped ones (stale), or not the standard size and seed (a preview)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from offrl.data.minari_read import read_minari_info
+from offrl.data.recipes import STANDARD_SEED, find_recipe
+from offrl.errors import DatasetError
+
+
+def made_from_other_policies(name: str, folder: Path | None = None) -> bool:
+    """Whether cached dataset `name` was played by other behaviour policy files than the shipped
+    ones (the policies were shipped again since), or by unrecorded ones (an older offrl made it).
+    Without shipped policies to compare with, the dataset is taken as it is."""
+    try:
+        policies = find_recipe(name, folder).policies()
+    except DatasetError:
+        return False
+    metadata = read_minari_info(name).metadata
+    return bool(policies) and metadata.get("offrl_policies") != policies
+
+
+def nonstandard(name: str, folder: Path | None = None) -> str | None:
+    """How cached dataset `name` differs from its standard recipe (the recipe's size, seed 0),
+    e.g. a `--steps 5000` preview; None when it is the standard dataset."""
+    recipe = find_recipe(name, folder)
+    metadata = read_minari_info(name).metadata
+    size, seed = metadata.get("total_steps"), metadata.get("offrl_seed")
+    if size == recipe.transitions and seed == STANDARD_SEED:
+        return None
+    return (
+        f"{size:,} transitions made with seed {seed}, not the standard {recipe.transitions:,} "
+        f"with seed {STANDARD_SEED}"
+    )
+
+
+def stale_hint(name: str) -> str:
+    return (
+        f"Embedded dataset {name} was made from other behaviour policies than the shipped ones "
+        "(offrl/behavior/policies changed since, or an older offrl made it without recording "
+        f"them); make it again: `offrl data make {name} --overwrite`."
+    )
