@@ -95,6 +95,16 @@ class Config(TD3Config):
             require(len(dims) > 0 and min(dims) >= 1, f"{name} must be positive widths, got {dims}")
 
 
+# The official README's example commands, one per environment, applied to all of its datasets
+# (the sources give no values for random / medium-replay / medium-expert / expert, antmaze or
+# maze2d, which keep the Config defaults; docs/algorithms.md §4.3).
+OFFICIAL: dict[str, dict[str, float]] = {
+    "halfcheetah": {"alpha": 40.0, "vae_weight": 1.0, "mask": 1.0, "discount": 0.99},
+    "hopper": {"alpha": 2.5, "vae_weight": 1.0, "mask": 0.4, "discount": 0.995},
+    "walker2d": {"alpha": 2.5, "vae_weight": 1.5, "mask": 1.0, "discount": 0.99},
+}
+
+
 @flax.struct.dataclass
 class State:
     actor: TargetTrainState

@@ -50,6 +50,9 @@ NUM_CRITICS = 2
 # Bumped whenever `update` changes what it computes: runs of other versions are never mixed.
 BEHAVIOR_VERSION = 1
 
+# offrl's own offline variant: one configuration, the Config defaults, for every task.
+OFFICIAL: dict[str, dict[str, float]] = {}
+
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):

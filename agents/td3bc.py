@@ -32,6 +32,9 @@ from offrl.td3 import (
 # Bumped whenever `update` changes what it computes: runs of other versions are never mixed.
 BEHAVIOR_VERSION = 1
 
+# TD3+BC's paper and code use one configuration, the Config defaults, for every task.
+OFFICIAL: dict[str, dict[str, float]] = {}
+
 
 @dataclasses.dataclass(frozen=True)
 class Config(TD3Config):

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import flax.struct
 import jax
 
+from offrl.envs.families import env_family
 from offrl.errors import ConfigError
 
 
@@ -76,6 +77,9 @@ class Agent(Protocol):
     """
 
     Config: type
+    OFFICIAL: dict[str, dict[str, Any]]
+    """Official hyper-parameters per environment family (hopper, halfcheetah, antmaze, ...) where
+    the official code sets them apart from the Config defaults; `official_config` applies them."""
     BEHAVIOR_VERSION: int
     """Bumped whenever `update` changes what it computes; stored with every run, so results of
     different versions are never resumed into one another or shown side by side."""
@@ -89,6 +93,18 @@ class Agent(Protocol):
     ) -> tuple[Any, dict]: ...
 
     def act(self, state: Any, observations: jax.Array) -> jax.Array: ...
+
+
+def official_overrides(agent: Any, task: str | None) -> dict[str, Any]:
+    """The agent's official values for the task's environment family (its `OFFICIAL` table),
+    empty when the official code gives none."""
+    return dict(agent.OFFICIAL.get(env_family(task), {}))
+
+
+def official_config(agent: Any, task: str | None) -> Any:
+    """The agent's Config as its official code runs the task: the class defaults with the
+    environment family's official values."""
+    return agent.Config(**official_overrides(agent, task))
 
 
 def behavior_version(agent: Any) -> int:

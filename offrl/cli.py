@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import tyro
@@ -58,6 +58,13 @@ class TrainArgs:
     """Show the progress bar."""
     tensorboard: bool = False
     """Also write TensorBoard event files to OUT/tensorboard (needs offrl[tensorboard])."""
+    class_defaults: bool = False
+    """Start from the agent's Config defaults instead of its official values for the task."""
+    config: Path | None = None
+    """A YAML or TOML file of Config fields (as --save-config writes), applied on top of the
+    starting values; flags still override it."""
+    save_config: Path | None = None
+    """Write the resolved config to this YAML or TOML file and exit without training."""
 
 
 def _agents():
@@ -66,40 +73,89 @@ def _agents():
     return AGENTS
 
 
-def _train_args_type(config_type: type) -> type:
-    """TrainArgs plus the agent's Config fields as top-level flags (--alpha, --actor-lr, ...)."""
+def _train_args_type(start: Any) -> type:
+    """TrainArgs plus the agent's Config fields as top-level flags (--alpha, --actor-lr, ...),
+    their defaults those of `start`."""
     config_field = (
-        "config",
-        Annotated[config_type, tyro.conf.OmitArgPrefixes],
-        dataclasses.field(default_factory=config_type),
+        "hyperparameters",
+        Annotated[type(start), tyro.conf.OmitArgPrefixes],
+        dataclasses.field(default_factory=lambda: start),
     )
     return dataclasses.make_dataclass("TrainCommand", [config_field], bases=(TrainArgs,))
 
 
+def _starting_config(agent: Any, task: str | None, class_defaults: bool, file: Path | None):
+    """The config flags apply to, and where it comes from: the official values for the task
+    (or the class defaults), then the config file."""
+    from offrl.agent import official_config, official_overrides
+    from offrl.config_files import apply_config_file
+
+    if class_defaults:
+        config, source = agent.Config(), "the Config defaults (--class-defaults)"
+    else:
+        config = official_config(agent, task)
+        overrides = official_overrides(agent, task)
+        source = (
+            f"the official values for {task} {overrides}"
+            if overrides
+            else ("the official values (the Config defaults for this task)")
+        )
+    if file is not None:
+        config, source = apply_config_file(config, file), f"{source}, then {file}"
+    return config, source
+
+
+def _changed_fields(config: Any) -> str:
+    """The fields that differ from the Config defaults, as name=value."""
+    defaults = type(config)()
+    changed = [
+        f"{f.name}={getattr(config, f.name)!r}"
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(defaults, f.name)
+    ]
+    return ", ".join(changed) or "none"
+
+
 def train(argv: list[str]) -> int:
     from offrl.data.registry import load_task
+    from offrl.loggers import tensorboard_writer_type
     from offrl.run_folder import check_out_folder
-    from offrl.train import fit
+    from offrl.train import Protocol, fit
 
     agents = _agents()
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--agent", default="td3bc")
+    pre.add_argument("--task")
+    pre.add_argument("--class-defaults", action="store_true")
+    pre.add_argument("--config", type=Path)
     known, _ = pre.parse_known_args(argv)
     if known.agent not in agents:
         raise ConfigError(f"unknown agent {known.agent!r}; choose one of: {', '.join(agents)}")
     agent = agents[known.agent]
+    start, source = _starting_config(agent, known.task, known.class_defaults, known.config)
     args = tyro.cli(
-        _train_args_type(agent.Config),
+        _train_args_type(start),
         args=argv,
         prog="offrl train",
-        description=f"{TrainArgs.__doc__} Hyper-parameters shown: --agent {known.agent}.",
+        description=(
+            f"{TrainArgs.__doc__} Hyper-parameters shown: --agent {known.agent}, defaults from "
+            f"{source}."
+        ),
     )
+    if args.save_config is not None:
+        from offrl.config_files import write_config
+
+        print(f"wrote {write_config(args.save_config, args.hyperparameters)}")
+        return 0
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    Protocol(args.steps, args.eval_every, args.eval_episodes).validate()
     out = args.out or Path("runs") / known.agent / args.task
     check_out_folder(out)  # before the data is read: a wrong --out costs nothing
+    if args.tensorboard:
+        tensorboard_writer_type(out)
     loaded = load_task(args.task)
     if loaded.task.source == "offrl":
         from offrl.data.generate import nonstandard
@@ -111,10 +167,15 @@ def train(argv: list[str]) -> int:
                 "comparable with the benchmark's (`offrl data make TASK --overwrite` makes it)",
                 file=sys.stderr,
             )
+    print(
+        f"offrl train: {known.agent} on {args.task}; config from {source} and the flags; "
+        f"differs from the Config defaults in: {_changed_fields(args.hyperparameters)}",
+        file=sys.stderr,
+    )
     result = fit(
         agent,
         loaded.transitions,
-        args.config,
+        args.hyperparameters,
         seeds=range(args.seed, args.seed + args.seeds),
         steps=args.steps,
         eval_every=args.eval_every,

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import __version__
-from offrl.agent import DatasetSpec, behavior_version
+from offrl.agent import DatasetSpec, behavior_version, official_config
 from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import (
     ObsNormalizer,
@@ -212,7 +212,7 @@ def _chunk_records(
 def fit(
     agent: ModuleType,
     transitions: Transitions,
-    config: Any,
+    config: Any = None,
     *,
     seeds: Sequence[int] = (0,),
     steps: int = 1_000_000,
@@ -225,9 +225,12 @@ def fit(
 ) -> FitResult:
     """Train `agent` on raw `transitions`, one compiled program for all `seeds`.
 
+    `config` defaults to the agent's official config for `task` (`offrl.agent.official_config`).
     `task` (an `offrl.data.registry.Task`) enables evaluation in its gymnasium env with the
     normalised score; `out_dir` enables records, checkpoints and resuming.
     """
+    if config is None:
+        config = official_config(agent, None if task is None else task.name)
     protocol = Protocol(steps, eval_every, eval_episodes)
     protocol.validate()
     seeds = checked_seeds(seeds)

@@ -11,7 +11,7 @@ import pytest
 from conftest import HOPPER_DATASET_ID, batch_context
 
 from agents import a2pr as A2PR
-from offrl.agent import DatasetSpec
+from offrl.agent import DatasetSpec, official_config
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
@@ -399,9 +399,8 @@ def test_a_run_resumes_from_its_checkpoint(loaded, short_run, tmp_path):
 
 
 def test_per_task_configs_are_the_official_ones():
-    from benchmarks.configs.a2pr import config_for
-
-    assert config_for("hopper").discount == 0.995 and config_for("hopper").mask == 0.4
-    assert config_for("halfcheetah").alpha == 40.0
-    assert config_for("walker2d").vae_weight == 1.5
-    assert config_for("antmaze-umaze") == A2PR.Config()
+    hopper = official_config(A2PR, "offrl/hopper/medium-v0")
+    assert hopper.discount == 0.995 and hopper.mask == 0.4
+    assert official_config(A2PR, "d4rl/halfcheetah-medium-v2").alpha == 40.0
+    assert official_config(A2PR, "offrl/walker2d/medium-v0").vae_weight == 1.5
+    assert official_config(A2PR, "d4rl/antmaze-umaze-v2") == A2PR.Config()

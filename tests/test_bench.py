@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks import store
-from benchmarks.configs import PROFILES, Profile, config_for, env_of
+from benchmarks.configs import PROFILES, Profile, config_for
 from benchmarks.runner import bench, execute, plan, run_ray
 from offrl.data.registry import load_task
+from offrl.envs.families import env_family
 from offrl.errors import ConfigError, DatasetError
 from tests.conftest import HOPPER_DATASET_ID
 
@@ -40,7 +41,7 @@ TINY = Profile(
     ],
 )
 def test_task_environment_family(task, env):
-    assert env_of(task) == env
+    assert env_family(task) == env
 
 
 def test_official_per_environment_values_are_applied():

@@ -174,6 +174,11 @@ def cli_run(hopper_dataset, tmp_path_factory) -> tuple[Path, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
     assert code == 0, err.getvalue()
+    assert (
+        f"offrl train: td3bc on {TASK}; config from the official values (the Config defaults "
+        "for this task) and the flags; differs from the Config defaults in: batch_size=64, "
+        "alpha=2.0, actor_lr=0.001, hidden_dims=(64, 64)\n"
+    ) in err.getvalue()
     return run_dir, out.getvalue()
 
 

@@ -1,38 +1,23 @@
-"""Per-agent, per-task hyper-parameters from the official sources (docs/algorithms.md), and the
-bench profiles: which agents, tasks and seeds, and the protocol they are trained and scored under.
-
-TD3+BC and GGD-TD use one configuration for every task (TD3+BC's paper does; GGD-TD is offrl's
-own offline variant, docs/algorithms.md §5.5). PRDC and A2PR take their official per-environment
-values from `prdc.py` and `a2pr.py`, which say where a source is missing.
+"""The bench profiles: which agents, tasks and seeds, and the protocol they are trained and scored
+under. Each agent trains with its official per-task config (`offrl.agent.official_config`: the
+Config defaults with the agent's `OFFICIAL` values for the task's environment family), as
+`offrl train` and `fit` do by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from agents import AGENTS
-from benchmarks.configs import a2pr, prdc
+from offrl.agent import official_config
 
-PER_ENV_CONFIGS = {"a2pr": a2pr.config_for, "prdc": prdc.config_for}
-ENVS = ("halfcheetah", "hopper", "walker2d", "ant", "antmaze", "pointmaze", "maze2d")
 FINAL_SCORE_RULE = "mean of the last 10 evaluations (TD3+BC's paper); last and best kept too"
-
-
-def env_of(task: str) -> str | None:
-    """The environment family a task name mentions: `offrl/hopper/medium-v0` -> hopper."""
-    words = re.split(r"[/_\-]", task.lower())
-    return next((word for word in words if word in ENVS), None)
 
 
 def config_for(agent: str, task: str) -> Any:
     """The agent's official Config for a task (its environment's values, else the defaults)."""
-    per_env = PER_ENV_CONFIGS.get(agent)
-    env = env_of(task)
-    if per_env is not None and env is not None:
-        return per_env(env)
-    return AGENTS[agent].Config()
+    return official_config(AGENTS[agent], task)
 
 
 @dataclasses.dataclass(frozen=True)
