@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from offrl.agent import canonical_config
 from offrl.errors import OffrlError
 from offrl.run_manifest import RunManifest, read_run_manifest
 
@@ -75,8 +76,9 @@ def _sha256(value: Any) -> str:
 
 
 def config_hash(config: Any) -> str:
-    """sha256 of an agent config (dataclass or its run.json dict): both give the same hash."""
-    return _sha256(config)
+    """sha256 of an agent config's canonical form (`offrl.agent.canonical_config`): a dataclass
+    and its run.json dict give the same hash, and a field added since at its default none."""
+    return _sha256(canonical_config(config))
 
 
 def protocol_of(protocol: Any) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any, Protocol
 
@@ -110,6 +111,19 @@ def official_config(agent: Any, task: str | None) -> Any:
 def behavior_version(agent: Any) -> int:
     """The agent module's BEHAVIOR_VERSION; an agent that declares none is at its first, 1."""
     return int(getattr(agent, "BEHAVIOR_VERSION", 1))
+
+
+# Fields added after runs were stored, with the default that computes what configs without them
+# computed: a config's canonical form leaves them out at that default, so those runs keep their
+# run.json, their store key and their resumability.
+LATER_FIELDS: dict[str, Any] = {"critic_layer_norm": False}
+
+
+def canonical_config(config: Any) -> dict[str, Any]:
+    """A Config (or its run.json dict) as JSON values, without LATER_FIELDS at their default."""
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    values = json.loads(json.dumps(values))
+    return {k: v for k, v in values.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
 
 def config_from_dict(config_type: type, values: dict) -> Any:

@@ -74,11 +74,6 @@ def git_commit() -> str | None:
     return out.stdout.strip()
 
 
-def as_json_value(value: Any) -> Any:
-    """A value as run.json gives it back (tuples become lists): stored and new configs compare."""
-    return json.loads(json.dumps(value))
-
-
 def differing_fields(stored: RunManifest, new: RunManifest) -> list[str]:
     """The RESUME_FIELDS in which two runs differ, in that order."""
     return [name for name in RESUME_FIELDS if getattr(stored, name) != getattr(new, name)]

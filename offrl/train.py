@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import __version__
-from offrl.agent import DatasetSpec, behavior_version, official_config
+from offrl.agent import DatasetSpec, behavior_version, canonical_config, official_config
 from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import (
     ObsNormalizer,
@@ -42,7 +42,6 @@ from offrl.run_folder import check_resume, save_chunk, warn
 from offrl.run_manifest import (
     Normalization,
     RunManifest,
-    as_json_value,
     git_commit,
     write_run_manifest,
 )
@@ -113,7 +112,7 @@ def describe_run(
         agent=agent_name(agent),
         behavior_version=behavior_version(agent),
         task=None if task is None else task.name,
-        config=as_json_value(dataclasses.asdict(config)),
+        config=canonical_config(config),
         seeds=tuple(seeds),
         eval_every=protocol.eval_every,
         eval_episodes=protocol.eval_episodes,

@@ -74,3 +74,20 @@ def test_resuming_compares_the_settings_that_change_results():
     assert differing_fields(MANIFEST, more_steps) == []
     other = dataclasses.replace(MANIFEST, seeds=(0,), checksum="cd" * 32)
     assert differing_fields(MANIFEST, other) == ["seeds", "checksum"]
+
+
+def test_a_config_field_added_since_leaves_stored_runs_their_hash_and_run_json():
+    """critic_layer_norm came after runs were stored: at its default it is not in the canonical
+    config, so those runs keep their store key and still resume."""
+    from agents import TD3BC
+    from benchmarks.store import config_hash
+    from offrl.agent import canonical_config
+
+    plain, layer_norm = TD3BC.Config(), TD3BC.Config(critic_layer_norm=True)
+    stored = canonical_config(plain)
+    assert "critic_layer_norm" not in stored and stored["hidden_dims"] == [256, 256]
+    assert config_hash(plain) == config_hash(stored)
+    assert canonical_config(layer_norm)["critic_layer_norm"] is True
+    assert config_hash(layer_norm) != config_hash(plain)
+    # The hash TD3+BC's stored default-config runs carry (leaderboard/runs.jsonl, repro store).
+    assert config_hash(plain).startswith("782d3e2a")
