@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from offrl.errors import OffrlError
+from offrl.json_records import RecordMismatch, from_json, to_json
 
 
 class RunFolderError(OffrlError):
@@ -40,6 +41,34 @@ def atomic_write(path: Path, write_to: Callable[[str], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+RUN_JSON = "run.json"
+
+
+def write_run_json(run_dir: Path, record: Any) -> None:
+    """A run folder's run.json: the record's fields as JSON, keys sorted, atomically."""
+    text = json.dumps(to_json(record), indent=2, sort_keys=True)
+    atomic_write_text(Path(run_dir) / RUN_JSON, text)
+
+
+def read_run_json(run_dir: Path, record: type, kind: str, remedy: str) -> Any | None:
+    """A run folder's run.json read as `record`, None when there is none. A damaged one is a
+    RunFolderError; so is one that is not a `kind`, with the field and `remedy` named."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunFolderError(
+            f"{path} is damaged (not valid JSON: {err}); it is what ties the folder's "
+            "checkpoints to their config, so train into a new --out"
+        ) from None
+    try:
+        return from_json(record, value)
+    except RecordMismatch as err:
+        raise RunFolderError(f"{path} is not {kind} this offrl reads: {err}; {remedy}") from None
 
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:

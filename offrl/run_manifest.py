@@ -9,16 +9,14 @@ it, and `offrl eval` rebuilds the agent and the normaliser from it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from offrl.agent import DatasetSpec
-from offrl.json_records import UNRECORDED, RecordMismatch, Unrecorded, from_json, to_json
-from offrl.results import RunFolderError, atomic_write_text
+from offrl.json_records import UNRECORDED, Unrecorded
+from offrl.results import read_run_json, write_run_json
 
-MANIFEST = "run.json"
 # A run folder from before behaviour versions were recorded was trained by version 1.
 UNVERSIONED_BEHAVIOR = 1
 # The fields a resumed run must share with the stored one (more steps may be asked for).
@@ -80,26 +78,10 @@ def differing_fields(stored: RunManifest, new: RunManifest) -> list[str]:
 
 
 def write_run_manifest(run_dir: Path, manifest: RunManifest) -> None:
-    text = json.dumps(to_json(manifest), indent=2, sort_keys=True)
-    atomic_write_text(Path(run_dir) / MANIFEST, text)
+    write_run_json(run_dir, manifest)
 
 
 def read_run_manifest(run_dir: Path) -> RunManifest | None:
     """The run folder's record, None when it has no run.json; a damaged or foreign one is a
     RunFolderError naming the file and the field."""
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunFolderError(
-            f"{path} is damaged (not valid JSON: {err}); it is what ties the folder's "
-            "checkpoints to their config, so train into a new --out"
-        ) from None
-    try:
-        return from_json(RunManifest, value)
-    except RecordMismatch as err:
-        raise RunFolderError(
-            f"{path} is not a run record this offrl reads: {err}; train into a new --out"
-        ) from None
+    return read_run_json(run_dir, RunManifest, "a run record", "train into a new --out")

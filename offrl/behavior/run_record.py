@@ -9,15 +9,11 @@ they are, and a run of an older offrl still reads).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from offrl.agent import DatasetSpec
-from offrl.json_records import RecordMismatch, from_json, to_json
-from offrl.results import RunFolderError, atomic_write_text
-
-RUN_JSON = "run.json"
+from offrl.results import read_run_json, write_run_json
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,27 +31,11 @@ class BehaviorRun:
 
 
 def write_behavior_run(run_dir: Path, run: BehaviorRun) -> None:
-    text = json.dumps(to_json(run), indent=2, sort_keys=True)
-    atomic_write_text(Path(run_dir) / RUN_JSON, text)
+    write_run_json(run_dir, run)
 
 
 def read_behavior_run(run_dir: Path) -> BehaviorRun | None:
     """The run folder's record, None when it has no run.json; a damaged one, or one that is not a
     behaviour run's, is a RunFolderError naming the file (and the field)."""
-    path = Path(run_dir) / RUN_JSON
-    if not path.exists():
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunFolderError(
-            f"{path} is damaged (not valid JSON: {err}); it is what ties the folder's "
-            "checkpoints to their config, so train into a new --out"
-        ) from None
-    try:
-        return from_json(BehaviorRun, value)
-    except RecordMismatch as err:
-        raise RunFolderError(
-            f"{path} is not a behaviour run's run.json this offrl reads: {err}; pass the --out "
-            "folder of `offrl behavior train`, or train into a new --out"
-        ) from None
+    remedy = "pass the --out folder of `offrl behavior train`, or train into a new --out"
+    return read_run_json(run_dir, BehaviorRun, "a behaviour run's run.json", remedy)
