@@ -72,3 +72,28 @@ def action_bound(env_spec: EnvSpec) -> float:
 def make_vector_env(env_spec: EnvSpec, num_envs: int) -> SyncVectorEnv:
     """`num_envs` copies of `make_env(env_spec)` stepped in lock-step in this process."""
     return SyncVectorEnv([functools.partial(make_env, env_spec)] * num_envs)
+
+
+# offrl's own envs, registered by entry point so that importing offrl.envs loads no simulator.
+# Time limits of D4RL's antmaze evaluation envs: umaze 700 steps, medium and large 1000.
+ANTMAZE_ENV_IDS = {
+    "umaze": "offrl/AntMaze_UMaze-v0",
+    "medium": "offrl/AntMaze_Medium-v0",
+    "large": "offrl/AntMaze_Large-v0",
+}
+ANTMAZE_EPISODE_STEPS = {"umaze": 700, "medium": 1000, "large": 1000}
+ANT_GOAL_ENV_ID = "offrl/AntGoal-v0"
+ANT_GOAL_EPISODE_STEPS = 1000  # as long as a D4RL AntMaze collection episode
+
+for _maze, _env_id in ANTMAZE_ENV_IDS.items():
+    gym.register(
+        _env_id,
+        entry_point="offrl.envs.antmaze:AntMazeEnv",
+        kwargs={"maze": _maze},
+        max_episode_steps=ANTMAZE_EPISODE_STEPS[_maze],
+    )
+gym.register(
+    ANT_GOAL_ENV_ID,
+    entry_point="offrl.envs.ant_goal:AntGoalEnv",
+    max_episode_steps=ANT_GOAL_EPISODE_STEPS,
+)
