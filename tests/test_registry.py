@@ -46,12 +46,33 @@ def test_task_reference_scores():
     np.testing.assert_allclose(task.normalized_score([1.629008, 4592.3]), [0.0, 100.0])
 
 
-@pytest.mark.parametrize("name", ["d4rl/antmaze-umaze-v2", "d4rl/maze2d-large-dense-v1"])
-def test_maze_tasks_are_known_but_not_yet_evaluable(name):
-    with pytest.raises(OffrlError, match="not supported yet, so it cannot be evaluated") as error:
+def test_maze2d_tasks_are_known_but_not_evaluable():
+    name = "d4rl/maze2d-large-dense-v1"
+    with pytest.raises(OffrlError, match="no port here, so it cannot be evaluated") as error:
         resolve_task(name)
     assert not isinstance(error.value, UnknownTaskError)
+    assert "offrl/pointmaze/umaze-v0" in str(error.value)
     assert name in known_task_names()
+
+
+@pytest.mark.parametrize(
+    ("name", "env_id", "steps"),
+    [
+        ("d4rl/antmaze-umaze-v2", "offrl/AntMaze_UMaze-v0", 700),
+        ("d4rl/antmaze-umaze-diverse-v0", "offrl/AntMaze_UMaze-v0", 700),
+        ("d4rl/antmaze-medium-play-v2", "offrl/AntMaze_Medium-v0", 1000),
+        ("d4rl/antmaze-large-diverse-v2", "offrl/AntMaze_Large-v0", 1000),
+    ],
+)
+def test_d4rl_antmaze_tasks_evaluate_in_the_d4rl_ant_mazes(name, env_id, steps):
+    task = resolve_task(name)
+    assert (task.env_spec.id, task.env_spec.max_episode_steps) == (env_id, steps)
+    assert (task.ref_min_score, task.ref_max_score) == (0.0, 1.0)
+
+
+def test_a_missing_d4rl_antmaze_file_points_to_its_generated_counterpart(d4rl_dir):
+    with pytest.raises(DatasetError, match=r"offrl data make offrl/antmaze/medium-play-v0"):
+        load_task("d4rl/antmaze-medium-play-v2")
 
 
 @pytest.mark.parametrize(
@@ -101,7 +122,9 @@ def test_list_shows_every_task_and_where_it_is(hopper_dataset, d4rl_dir, hopper_
     assert "3,000 rows" in lines["d4rl/hopper-random-v2"] and str(path) in text
     assert "not on disk" in lines["d4rl/hopper-medium-v2"]
     assert re.search(r"-20\.272305 +3234\.3 ", lines["d4rl/hopper-medium-v2"])
-    assert "(not supported yet)" in lines["d4rl/antmaze-umaze-v2"]
+    assert "offrl/AntMaze_UMaze-v0" in lines["d4rl/antmaze-umaze-v2"]
+    assert "none (maze2d: use offrl/pointmaze)" in lines["d4rl/maze2d-umaze-v1"]
+    assert not any("not supported" in line or "later issue" in line for line in lines.values())
     assert f"{HOPPER_STEPS:,} steps" in lines[f"minari/{HOPPER_DATASET_ID}"]
 
 

@@ -1,4 +1,5 @@
-"""`offrl behavior`: train a SAC behaviour policy online, ship its snapshots, plot its curve."""
+"""`offrl behavior`: train a SAC behaviour policy online, ship its snapshots (or the AntMaze
+navigator), plot its curve."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from offrl.behavior import sac
 from offrl.behavior import ship as shipping
 from offrl.behavior.measure import EVAL_EPISODES
 from offrl.behavior.plot import plot_curve
+from offrl.behavior.ship_navigator import ship_navigator as ship_navigator_snapshot
 from offrl.behavior.train import OnlineProtocol, train_behavior
 
 
@@ -76,6 +78,31 @@ def main(argv: list[str]) -> int:
         )
         print(result.report())
 
+    def ship_navigator(
+        run: Path,
+        step: int | None = None,
+        out: Path | None = None,
+        episodes: int = EVAL_EPISODES,
+        progress: bool = True,
+    ) -> None:
+        """Ship a snapshot of an offrl/AntGoal-v0 SAC run as the navigator that collects the
+        AntMaze datasets, with its return, its success rate per maze and its learning curve.
+
+        Args:
+            run: Run folder of `offrl behavior train --env offrl/AntGoal-v0`.
+            step: The snapshot's step (default: the last evaluated one).
+            out: Policies folder (default: $OFFRL_POLICIES_DIR, else offrl/behavior/policies).
+            episodes: Episodes the return and each success rate are measured over.
+            progress: Show the progress bar.
+        """
+        entry = ship_navigator_snapshot(run, step, out, episodes, progress)
+        rates = ", ".join(f"{maze} {rate:.0%}" for maze, rate in entry.success.items())
+        print(
+            f"Shipped the antmaze navigator (step {entry.step:,}): return "
+            f"{entry.returns.return_mean:.1f} ± {entry.returns.return_std:.1f} in {entry.env_id}; "
+            f"collector success {rates} over {entry.evaluation.episodes} episodes each."
+        )
+
     def plot(run: Path, out: Path | None = None) -> None:
         """Plot a SAC run's learning curve (evaluation return against env steps) as a PNG.
 
@@ -86,7 +113,9 @@ def main(argv: list[str]) -> int:
         print(f"Wrote {plot_curve(run, out or run / 'curve.png')}")
 
     args = tyro.extras.subcommand_cli_from_dict(
-        {"train": BehaviorTrainArgs, "ship": ship, "plot": plot}, prog="offrl behavior", args=argv
+        {"train": BehaviorTrainArgs, "ship": ship, "ship-navigator": ship_navigator, "plot": plot},
+        prog="offrl behavior",
+        args=argv,
     )
     if isinstance(args, BehaviorTrainArgs):
         train_behavior(args.env, args.out, args.config, args.protocol, args.seed, args.progress)

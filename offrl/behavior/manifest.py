@@ -140,14 +140,39 @@ class EnvPolicies:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NavigatorPolicy:
+    """A goal-reaching policy that collects a navigation family's data, steered by a planner
+    (offrl.behavior.navigator). `returns` is the deterministic policy's return in its training
+    env; `success` the noisy collector's success rate on each maze's evaluation task."""
+
+    env_id: str
+    file: str
+    step: int
+    sha256: str
+    hidden_dims: tuple[int, ...]
+    action_dim: int
+    obs_dim: int
+    evaluation: Evaluation
+    returns: Returns
+    success: dict[str, float]
+    training: Training
+
+
+@dataclass(frozen=True, kw_only=True)
 class PolicyManifest:
     format: int = MANIFEST_FORMAT
     envs: dict[str, EnvPolicies] = dataclasses.field(default_factory=dict)
+    navigators: dict[str, NavigatorPolicy] = dataclasses.field(default_factory=dict)
 
     def with_env(self, short: str, entry: EnvPolicies) -> PolicyManifest:
         """This manifest with `short`'s entry set, the envs in name order."""
         envs = dict(sorted((self.envs | {short: entry}).items()))
         return dataclasses.replace(self, envs=envs)
+
+    def with_navigator(self, family: str, entry: NavigatorPolicy) -> PolicyManifest:
+        """This manifest with `family`'s navigator set."""
+        navigators = dict(sorted((self.navigators | {family: entry}).items()))
+        return dataclasses.replace(self, navigators=navigators)
 
 
 # --- the reader and the writer ---------------------------------------------------------------
@@ -229,7 +254,20 @@ def env_entry(short: str, folder: Path | None = None) -> EnvPolicies:
     return entry
 
 
-def actor_module(entry: EnvPolicies) -> TanhGaussianActor:
+def navigator_entry(family: str = "antmaze", folder: Path | None = None) -> NavigatorPolicy:
+    """The shipped navigator of a navigation family; DatasetError naming the commands if none."""
+    folder = folder or policies_dir()
+    entry = read_policy_manifest(folder).navigators.get(family)
+    if entry is None:
+        raise DatasetError(
+            f"No shipped {family} navigator in {folder / MANIFEST_NAME}. Make it with "
+            f"`offrl behavior train --env offrl/AntGoal-v0 --out runs/antmaze-sac --steps 500000` "
+            "(hours), then `offrl behavior ship-navigator --run runs/antmaze-sac`."
+        )
+    return entry
+
+
+def actor_module(entry: EnvPolicies | NavigatorPolicy) -> TanhGaussianActor:
     """The actor network a manifest entry's files hold parameters of."""
     return TanhGaussianActor(tuple(entry.hidden_dims), int(entry.action_dim))
 
@@ -246,7 +284,11 @@ def read_actor(path: Path, actor: TanhGaussianActor, obs_dim: int) -> Params:
         ) from error
 
 
-def load_actor(entry: EnvPolicies, policy: ShippedPolicy, folder: Path | None = None) -> Params:
+def load_actor(
+    entry: EnvPolicies | NavigatorPolicy,
+    policy: ShippedPolicy | NavigatorPolicy,
+    folder: Path | None = None,
+) -> Params:
     """A shipped policy's parameters after verifying the file's sha256 against the manifest."""
     path = (folder or policies_dir()) / policy.file
     if not path.is_file():

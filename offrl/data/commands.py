@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from offrl.data import d4rl, generate, minari_io
 from offrl.data.collect import collect
-from offrl.data.registry import D4RL_EVAL_ENVS, SOURCES, load_task, minari_id
+from offrl.data.registry import SOURCES, d4rl_eval_env, load_task, minari_id
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError, DatasetError, OffrlError
 
@@ -70,8 +70,8 @@ def list_tasks(verify: bool = False) -> str:
     """
     rows = []
     for name, (ref_min, ref_max) in sorted(d4rl.D4RL_REF_SCORES.items()):
-        env = d4rl.LOCOMOTION_NAMES.get(name)
-        eval_env = D4RL_EVAL_ENVS[env][0] if env else "(not supported yet)"
+        known_env = d4rl_eval_env(name)
+        eval_env = known_env[0] if known_env else "none (maze2d: use offrl/pointmaze)"
         path = d4rl.find_d4rl_file(name)
         size = f"{_d4rl_rows(path)}, {_megabytes(path)}" if path else "-"
         status, where = ("none", str(path)) if path else ("-", "not on disk")
@@ -231,6 +231,11 @@ def info(task_name: str) -> str:
         metadata = minari_io.read_minari_info(minari_id(task)).metadata
         lines.append(("collected by", str(metadata.get("algorithm_name", "not recorded"))))
         lines.append(("description", str(metadata.get("description", "not recorded"))))
+        if "offrl_collector_success" in metadata:
+            success = metadata["offrl_collector_success"]
+            lines.append(("collector success", f"{success:.0%} on the evaluation task"))
+        if "offrl_reward_one_steps" in metadata:
+            lines.append(("reward-1 steps", f"{metadata['offrl_reward_one_steps']:,}"))
         if minari_io.CHECKSUM_KEY in metadata:  # load_task has verified it
             recorded = " (matches the checksum recorded when it was written)"
     kwargs = f", kwargs {spec.kwargs}" if spec.kwargs else ""

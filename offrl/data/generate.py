@@ -129,6 +129,7 @@ def make_dataset(
                 minari_io.CHECKSUM_KEY: digest,
                 "offrl_seed": seed,
                 "offrl_policies": recipe.policies(),
+                **recipe.statistics(episodes),
             },
             overwrite=overwrite,
         )

@@ -1,6 +1,6 @@
 """How each embedded dataset `offrl/<env>/<level>-v0` is made: its recipe (evaluation env, size,
-reference scores, episode maker, the shipped policy files it plays), for the locomotion levels and
-the PointMaze mazes.
+reference scores, episode maker, the shipped policy files it plays), for the locomotion levels,
+the PointMaze mazes and the AntMaze datasets.
 
 The locomotion levels follow D4RL's protocol (see offrl.data.generate); `medium-expert` reads its
 halves back from the cache when they were made from the same policy files, seed and size.
@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector.episode_buffer import EpisodeBuffer
 
-from offrl.behavior import manifest
-from offrl.data import maze
+from offrl.behavior import manifest, navigator
+from offrl.data import antmaze, maze
 from offrl.data.minari_checks import CHECKSUM_KEY
 from offrl.data.minari_read import flatten_episodes, read_episode_buffers, read_minari_info
 from offrl.data.rollouts import Advance, Segment, rollout
 from offrl.data.transitions import checksum, from_numpy
+from offrl.envs import ANTMAZE_ENV_IDS
 from offrl.envs.maze import POINTMAZE_MAZES, pointmaze_eval_env_spec
 from offrl.errors import DatasetError, UnknownTaskError
 
@@ -52,6 +54,8 @@ class Recipe:
     episodes: MakeEpisodes
     algorithm: str  # Minari metadata `algorithm_name`
     policies: Callable[[], list[str]] = list  # sha256 of each shipped policy file it plays
+    statistics: Callable[[list[EpisodeBuffer]], dict[str, float]] = lambda episodes: {}
+    """Figures about the made episodes that `offrl data info` shows (Minari metadata)."""
 
 
 def dataset_id(env: str, level: str) -> str:
@@ -200,9 +204,47 @@ def pointmaze_recipes() -> dict[str, Recipe]:
     return recipes
 
 
+def antmaze_statistics(maze: str, folder: Path | None, episodes: list[EpisodeBuffer]) -> dict:
+    """The reward-1 steps of the made episodes and the navigator's collector success rate."""
+    success = manifest.navigator_entry(navigator.FAMILY, folder).success[maze]
+    rewarded = sum(int(np.sum(np.asarray(episode.rewards) == 1.0)) for episode in episodes)
+    return {"offrl_reward_one_steps": rewarded, "offrl_collector_success": success}
+
+
+def antmaze_recipes(folder: Path | None = None) -> dict[str, Recipe]:
+    """`offrl/antmaze/{umaze,umaze-diverse,medium-play,...}-v0`: D4RL's antmaze protocol, the
+    shipped navigator steered by a planner (see offrl.data.antmaze), evaluated with D4RL's goals;
+    the normalised score is the success rate x 100."""
+
+    def episodes(name: str) -> MakeEpisodes:
+        return lambda seed, size, advance, workers: antmaze.antmaze_episodes(
+            name, seed, size, advance, workers, folder
+        )
+
+    def policies() -> list[str]:
+        return [manifest.navigator_entry(navigator.FAMILY, folder).sha256]
+
+    recipes = {}
+    for name, (maze_name, _) in antmaze.DATASETS.items():
+        dataset = dataset_id("antmaze", name)
+        eval_env = ANTMAZE_ENV_IDS[maze_name]
+        recipes[dataset] = Recipe(
+            dataset_id=dataset,
+            env_spec=gym.spec(eval_env),
+            collection_env=functools.partial(gym.make, eval_env),
+            transitions=antmaze.TRANSITIONS,
+            reference_scores=lambda: (0.0, 1.0),  # D4RL's: success rate x 100
+            episodes=episodes(name),
+            algorithm="offrl-generate/antmaze-navigator",
+            policies=policies,
+            statistics=functools.partial(antmaze_statistics, maze_name, folder),
+        )
+    return recipes
+
+
 def recipes(folder: Path | None = None) -> dict[str, Recipe]:
     """Every embedded dataset by id."""
-    return locomotion_recipes(folder) | pointmaze_recipes()
+    return locomotion_recipes(folder) | pointmaze_recipes() | antmaze_recipes(folder)
 
 
 def find_recipe(name: str, folder: Path | None = None) -> Recipe:

@@ -20,7 +20,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from offrl.data import d4rl, generate, minari_io
 from offrl.data.transitions import Transitions, checksum, from_numpy
-from offrl.envs import make_env
+from offrl.envs import ANTMAZE_ENV_IDS, make_env
 from offrl.errors import DatasetError, OffrlError, UnknownTaskError
 
 # D4RL env -> gymnasium evaluation env with the same observation layout as D4RL's mujoco-py envs.
@@ -31,6 +31,17 @@ D4RL_EVAL_ENVS: dict[str, tuple[str, dict]] = {
     # Ant-v5 drops 6 contact-force rows (105-dim); v4 with contact forces is D4RL's 111-dim layout.
     "ant": ("Ant-v4", {"use_contact_forces": True}),
 }
+
+
+def d4rl_eval_env(dataset: str) -> tuple[str, dict] | None:
+    """The evaluation env (id, kwargs) of a D4RL dataset; None for maze2d, whose D4RL env has no
+    port here (offrl/pointmaze/* is its generated counterpart)."""
+    env = d4rl.LOCOMOTION_NAMES.get(dataset)
+    if env is not None:
+        return D4RL_EVAL_ENVS[env]
+    if dataset in d4rl.ANTMAZE_NAMES:  # antmaze-<maze>[-play|-diverse]-v<n>
+        return ANTMAZE_ENV_IDS[dataset.split("-")[1]], {}
+    return None
 
 
 @dataclass(frozen=True)
@@ -180,28 +191,36 @@ def check_against_env(
 def _resolve_d4rl(name: str, dataset: str) -> Task:
     if dataset not in d4rl.D4RL_REF_SCORES:
         raise _unknown(name)
-    env = d4rl.LOCOMOTION_NAMES.get(dataset)
-    if env is None:
+    eval_env = d4rl_eval_env(dataset)
+    if eval_env is None:
         raise OffrlError(
             f"Task {name} is a known D4RL dataset (reference scores "
-            f"{d4rl.D4RL_REF_SCORES[dataset]}), but its evaluation environment (antmaze/maze2d, "
-            "from gymnasium-robotics) is not supported yet, so it cannot be evaluated. Use a "
-            "locomotion task such as d4rl/hopper-medium-v2, or offrl/pointmaze/umaze-v0 for a "
-            "maze."
+            f"{d4rl.D4RL_REF_SCORES[dataset]}), but D4RL's maze2d environment has no port here, "
+            "so it cannot be evaluated. Use offrl/pointmaze/umaze-v0 (D4RL's maze2d protocol, "
+            "generated here) or a locomotion or antmaze task."
         )
     ref_min, ref_max = d4rl.D4RL_REF_SCORES[dataset]
-    return Task(name, "d4rl", _env_spec(*D4RL_EVAL_ENVS[env]), ref_min, ref_max)
+    return Task(name, "d4rl", _env_spec(*eval_env), ref_min, ref_max)
 
 
 def _missing_d4rl(task: Task) -> DatasetError:
     searched = "\n".join(f"  {path}" for path in d4rl.d4rl_candidate_paths(task.dataset))
     url = d4rl.download_url(task.dataset)
     origin = f" (originally {url})" if url else ""
-    quick = f"local/{d4rl.LOCOMOTION_NAMES[task.dataset]}-random-v0"
-    return DatasetError(
+    where = (
         f"D4RL dataset file for {task.name} not found. Looked for:\n{searched}\n"
         f"Download it from a D4RL mirror{origin} into $D4RL_DATASET_DIR or ~/.d4rl/datasets "
-        "under either name above, or generate a quick real dataset with "
+        "under a name above, or "
+    )
+    if task.dataset in d4rl.ANTMAZE_NAMES:
+        generated = f"offrl/antmaze/{task.dataset.split('-v')[0].removeprefix('antmaze-')}-v0"
+        return DatasetError(
+            f"{where}train on its D4RL-protocol counterpart generated here: `offrl data make "
+            f"{generated}`, then --task {generated}."
+        )
+    quick = f"local/{d4rl.LOCOMOTION_NAMES[task.dataset]}-random-v0"
+    return DatasetError(
+        f"{where}generate a quick real dataset with "
         f"`offrl data collect --env {task.env_spec.id} --policy random --steps 100000 "
         f"--dataset-id {quick}` and train on minari/{quick}."
     )
@@ -335,7 +354,7 @@ SOURCES: dict[str, Source] = {
 
 
 def known_task_names() -> list[str]:
-    """Every known task name: all D4RL names (antmaze/maze2d are listed but not yet evaluable),
+    """Every known task name: all D4RL names (maze2d listed but not evaluable here),
     the datasets in the local Minari cache and the embedded (offrl/) suite, made or not."""
     return [f"{prefix}/{name}" for prefix, source in SOURCES.items() for name in source.names()]
 

@@ -33,6 +33,8 @@ RANDOM_CHUNK = 64
 """Vector steps of uniform random actions sent to the env workers at once (offrl.envs.workers)."""
 
 Advance = Callable[[int], None]  # called with the transitions just collected
+Explore = Callable[[manifest.Params, Callable, jax.Array, jax.Array], jax.Array]
+"""(actor params, actor apply, observations, key) -> the behaviour's actions for the batch."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,15 @@ class Lockstep:
     dtype: np.dtype  # the env's action dtype
     columns: dict[str, np.ndarray]  # per-env step columns (step, env, ...), filled as played
     advance: Advance
+    explore: Explore  # how a policy acts: SAC's own sampling for locomotion
 
 
-@functools.partial(jax.jit, static_argnums=1)
+@functools.partial(jax.jit, static_argnums=(1, 5))
 def sample_actions(
-    params: manifest.Params, apply_fn, observations, key: jax.Array, step
+    params: manifest.Params, apply_fn, observations, key: jax.Array, step, explore: Explore
 ) -> jax.Array:
-    """SAC's stochastic policy for a batch: the exploration noise it trained with."""
-    return sac.explore(params, apply_fn, observations, jax.random.fold_in(key, step))
+    """The behaviour's actions for a batch at vector step `step`."""
+    return explore(params, apply_fn, observations, jax.random.fold_in(key, step))
 
 
 @functools.partial(jax.jit, static_argnames="steps")
@@ -184,7 +187,7 @@ def policy_actions(
 ) -> np.ndarray:
     """The policy's sampled actions of vector step `at`, one call on every env's observation."""
     batch = np.asarray(observations, np.float32)  # jit takes numpy without an eager op
-    actions = sample_actions(params, actor.apply, batch, run.key, at)
+    actions = sample_actions(params, actor.apply, batch, run.key, at, run.explore)
     return np.asarray(actions).astype(run.dtype, copy=False)
 
 
@@ -227,6 +230,7 @@ def rollout(
     num_envs: int = NUM_ENVS,
     workers: int = 1,
     advance: Advance = lambda n: None,
+    explore: Explore = sac.explore,
 ) -> list[EpisodeBuffer]:
     """Exactly `transitions` steps of `num_envs` envs played in lock-step, as episodes.
 
@@ -255,6 +259,7 @@ def rollout(
         dtype=space.dtype,
         columns=step_columns(steps, num_envs, obs_space, space),
         advance=advance,
+        explore=explore,
     )
     envs = BlockVectorEnv(env_spec, num_envs, workers)
     try:

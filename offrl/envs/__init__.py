@@ -82,6 +82,7 @@ ANTMAZE_ENV_IDS = {
     "large": "offrl/AntMaze_Large-v0",
 }
 ANTMAZE_EPISODE_STEPS = {"umaze": 700, "medium": 1000, "large": 1000}
+ANTMAZE_COLLECT_EPISODE_STEPS = 1000  # D4RL's AntMaze data: episodes of 1,000 steps, cut by time
 ANT_GOAL_ENV_ID = "offrl/AntGoal-v0"
 ANT_GOAL_EPISODE_STEPS = 1000  # as long as a D4RL AntMaze collection episode
 
@@ -92,6 +93,21 @@ for _maze, _env_id in ANTMAZE_ENV_IDS.items():
         kwargs={"maze": _maze},
         max_episode_steps=ANTMAZE_EPISODE_STEPS[_maze],
     )
+
+
+def antmaze_collect_env_id(maze: str, goals: str) -> str:
+    """The registered data collection env of a maze and goal kind (offrl.envs.antmaze)."""
+    return f"offrl/AntMazeCollect_{maze}_{goals}-v0"
+
+
+for _maze in ANTMAZE_ENV_IDS:
+    for _goals in ("fixed", "play", "diverse"):
+        gym.register(
+            antmaze_collect_env_id(_maze, _goals),
+            entry_point="offrl.envs.antmaze:AntMazeCollectEnv",
+            kwargs={"maze": _maze, "goals": _goals},
+            max_episode_steps=ANTMAZE_COLLECT_EPISODE_STEPS,
+        )
 gym.register(
     ANT_GOAL_ENV_ID,
     entry_point="offrl.envs.ant_goal:AntGoalEnv",

@@ -15,6 +15,9 @@ closed 69 units per 100-second episode by 70k.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
@@ -27,24 +30,26 @@ WAYPOINT_RADIUS = 0.5  # reached as AntMaze's goal is
 # at 0.1, full actions cost 0.8 a step, more than the ant's first gaits make in units/s.
 CONTROL_COST = 0.01
 POLICY_OBS_DIM = STATE_DIM  # 27 state dims without x, y, plus the 2-dim direction
+Array = Any  # a numpy or jax array
 
 
-def waypoint_direction(ant_state: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
+def waypoint_direction(ant_state: Array, waypoint: Array, xp: ModuleType = np) -> Array:
     """The direction from D4RL ant state(s) to waypoint(s), in the ant's heading frame, scaled to
-    DIRECTION_LENGTH (last axis)."""
-    offset = np.asarray(waypoint) - ant_state[..., :2]
-    distance = np.linalg.norm(offset, axis=-1, keepdims=True)
-    world = DIRECTION_LENGTH * offset / np.maximum(distance, 1e-8)
-    heading = yaw(ant_state[..., 3:7])
-    cos, sin = np.cos(heading), np.sin(heading)
+    DIRECTION_LENGTH (last axis); `xp` is numpy, or jax.numpy inside a compiled policy."""
+    offset = waypoint - ant_state[..., :2]
+    distance = xp.linalg.norm(offset, axis=-1, keepdims=True)
+    world = DIRECTION_LENGTH * offset / xp.maximum(distance, 1e-8)
+    heading = yaw(ant_state[..., 3:7], xp)
+    cos, sin = xp.cos(heading), xp.sin(heading)
     ahead = cos * world[..., 0] + sin * world[..., 1]
     left = cos * world[..., 1] - sin * world[..., 0]
-    return np.stack([ahead, left], axis=-1)
+    return xp.stack([ahead, left], axis=-1)
 
 
-def policy_observation(ant_state: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
+def policy_observation(ant_state: Array, waypoint: Array, xp: ModuleType = np) -> Array:
     """The goal-reaching policy's input from D4RL's 29-dim ant state(s) and waypoint(s)."""
-    return np.concatenate([ant_state[..., 2:], waypoint_direction(ant_state, waypoint)], axis=-1)
+    direction = waypoint_direction(ant_state, waypoint, xp)
+    return xp.concatenate([ant_state[..., 2:], direction], axis=-1)
 
 
 class AntGoalEnv(AntEnv):

@@ -53,7 +53,7 @@ MAZE_MAPS: dict[str, tuple[str, ...]] = {
 }
 ANTMAZE_MAZES = tuple(MAZE_MAPS)
 
-Cell = tuple[int, int]
+Cell = tuple[int, int]  # (row, col) of a maze map
 
 
 def maze_map(maze: str) -> tuple[str, ...]:
@@ -99,3 +99,148 @@ class AntMazeEnv(AntEnv):
         success = bool(np.linalg.norm(self.xy - self.goal) <= GOAL_RADIUS)
         info = {"goal": self.goal.copy(), "success": success}
         return self.ant_state(), float(success), success, False, info
+
+
+# --- the data collector's planner and env -----------------------------------------------------
+
+DATASET_GOALS = ("fixed", "play", "diverse")
+# Collection goal cells of the "play" datasets: a few hand-picked cells spread over each maze,
+# the evaluation goal's among them (D4RL hand-picked its own; their list is not reproduced here).
+PLAY_GOAL_CELLS: dict[str, tuple[Cell, ...]] = {
+    "umaze": ((3, 1),),
+    "medium": ((1, 6), (2, 4), (4, 1), (6, 1), (6, 6)),
+    "large": ((1, 10), (3, 4), (5, 8), (7, 1), (3, 10), (7, 9)),
+}
+WAYPOINT_NOISE = 1.0  # a waypoint is its cell's centre plus U(0, 1) on each axis, as D4RL's planner
+COLLECTION_OBS_DIM = STATE_DIM + 2  # the ant's state, then the waypoint the planner set
+NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def open_cells(rows: tuple[str, ...]) -> list[Cell]:
+    """Every cell the ant can stand in, row by row."""
+    return [(i, j) for i, row in enumerate(rows) for j, value in enumerate(row) if value != WALL]
+
+
+def distances_to(rows: tuple[str, ...], goal: Cell) -> dict[Cell, int]:
+    """Breadth-first search from `goal`: each reachable open cell's number of moves to it."""
+    distance, frontier = {goal: 0}, [goal]
+    while frontier:
+        following = []
+        for i, j in frontier:
+            for di, dj in NEIGHBOURS:
+                cell = (i + di, j + dj)
+                if rows[cell[0]][cell[1]] != WALL and cell not in distance:
+                    distance[cell] = distance[(i, j)] + 1
+                    following.append(cell)
+        frontier = following
+    return distance
+
+
+def next_cell(rows: tuple[str, ...], distance: dict[Cell, int], cell: Cell) -> Cell:
+    """The first cell after `cell` on a shortest path to the goal `distance` was searched from
+    (the cell itself once there; the first of NEIGHBOURS' order on ties)."""
+    if distance[cell] == 0:
+        return cell
+    i, j = cell
+    steps = [(i + di, j + dj) for di, dj in NEIGHBOURS]
+    return min((c for c in steps if c in distance), key=lambda c: distance[c])
+
+
+def xy_cell(rows: tuple[str, ...], xy: np.ndarray) -> Cell:
+    """The cell a point lies in."""
+    (start,) = cells_marked(rows, START)
+    col, row = np.round(np.asarray(xy) / CELL_SIZE).astype(int)
+    return (start[0] + int(row), start[1] + int(col))
+
+
+def evaluation_goal_point(rows: tuple[str, ...]) -> np.ndarray:
+    """The point dataset rewards are relabelled against: the mean of the evaluation env's goal."""
+    (goal_cell,) = cells_marked(rows, GOAL)
+    return cell_xy(rows, goal_cell) + CELL_SIZE / 8 + CELL_SIZE / 16
+
+
+class Planner:
+    """D4RL's waypoint planner: in the goal's cell, aim at the goal; elsewhere at the next cell of a
+    breadth-first shortest path, its centre plus U(0, WAYPOINT_NOISE) drawn anew for each cell."""
+
+    def __init__(self, rows: tuple[str, ...], goal_cells: list[Cell], rng: np.random.Generator):
+        self.rows, self.rng = rows, rng
+        self.open = open_cells(rows)
+        self.distances = {cell: distances_to(rows, cell) for cell in goal_cells}
+        self.goal_cell, self.goal = goal_cells[0], cell_xy(rows, goal_cells[0])
+        self.waypoint_cell: Cell | None = None
+        self.waypoint = self.goal
+
+    def noisy_point(self, cell: Cell) -> np.ndarray:
+        return cell_xy(self.rows, cell) + self.rng.uniform(0.0, WAYPOINT_NOISE, 2)
+
+    def set_goal(self, cell: Cell, point: np.ndarray) -> None:
+        self.goal_cell, self.goal, self.waypoint_cell = cell, point, None
+
+    def steer(self, xy: np.ndarray) -> np.ndarray:
+        """The waypoint for an ant at `xy`."""
+        here = xy_cell(self.rows, xy)
+        distance = self.distances[self.goal_cell]
+        if here not in distance:  # pressed into a wall's cell: plan from the nearest open cell
+            here = min(self.open, key=lambda c: np.linalg.norm(cell_xy(self.rows, c) - xy))
+        target = next_cell(self.rows, distance, here)
+        if target == self.goal_cell:
+            self.waypoint_cell, self.waypoint = target, self.goal
+        elif target != self.waypoint_cell:
+            self.waypoint_cell, self.waypoint = target, self.noisy_point(target)
+        return self.waypoint
+
+
+class AntMazeCollectEnv(AntEnv):
+    """D4RL's AntMaze data collection for one maze (time limit set at registration).
+
+    Each episode draws a start (the 'r' cell for umaze; any open cell in medium and large) and a
+    goal (`goals`: the evaluation goal cell, one of PLAY_GOAL_CELLS, or any open cell; a point in
+    it as the planner draws waypoints), and the Planner steers. A goal reached gives way to a new
+    one. The observation is the ant's state and the waypoint (the collector's policy needs it;
+    datasets keep only the state); the reward is 1 within 0.5 of `evaluation_goal_point`, and
+    nothing ends an episode but the time limit.
+    """
+
+    def __init__(self, maze: str, goals: str):
+        if goals not in DATASET_GOALS:
+            raise ConfigError(f"Unknown goal kind '{goals}'. Known: {', '.join(DATASET_GOALS)}.")
+        self.rows = maze_map(maze)
+        walls = [tuple(cell_xy(self.rows, cell)) for cell in cells_marked(self.rows, WALL)]
+        super().__init__(walls, wall_size=CELL_SIZE)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (COLLECTION_OBS_DIM,), np.float64)
+        self.maze = maze
+        self.goal_cells = {
+            "fixed": cells_marked(self.rows, GOAL),
+            "play": list(PLAY_GOAL_CELLS[maze]),
+            "diverse": open_cells(self.rows),
+        }[goals]
+        self.reward_point = evaluation_goal_point(self.rows)
+        self.planner = Planner(self.rows, self.goal_cells, self.np_random)
+        self.goals_reached = 0
+
+    def _new_goal(self) -> None:
+        cell = self.goal_cells[self.np_random.integers(len(self.goal_cells))]
+        self.planner.set_goal(cell, self.planner.noisy_point(cell))
+
+    def _observation(self) -> np.ndarray:
+        return np.concatenate([self.ant_state(), self.planner.steer(self.xy)])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.planner.rng = self.np_random
+        starts = cells_marked(self.rows, START) if self.maze == "umaze" else open_cells(self.rows)
+        start = starts[self.np_random.integers(len(starts))]
+        self.place_ant(cell_xy(self.rows, start))
+        self.goals_reached = 0
+        self._new_goal()
+        return self._observation(), {"goal": self.planner.goal.copy()}
+
+    def step(self, action: np.ndarray):
+        self.simulate(action)
+        reward = float(np.linalg.norm(self.xy - self.reward_point) <= GOAL_RADIUS)
+        if np.linalg.norm(self.xy - self.planner.goal) <= GOAL_RADIUS:
+            self.goals_reached += 1
+            self._new_goal()
+        info = {"goal": self.planner.goal.copy(), "goals_reached": self.goals_reached}
+        return self._observation(), reward, False, False, info
