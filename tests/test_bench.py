@@ -57,6 +57,13 @@ def test_profiles_state_their_protocol():
     assert set(PROFILES["default"].agents) == {"td3bc", "prdc", "a2pr", "ggdtd"}
 
 
+def test_the_antmaze_profile_is_the_reduced_antmaze_protocol():
+    antmaze = PROFILES["antmaze"]
+    assert antmaze.tasks == ("offrl/antmaze/umaze-v0",) and {"td3bc", "prdc"} <= set(antmaze.agents)
+    assert (antmaze.eval_every, antmaze.eval_episodes) == (5_000, 10) and len(antmaze.seeds) == 3
+    assert "REDUCED" in antmaze.note and "success rate" in antmaze.note
+
+
 def test_bad_bench_arguments_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="Unknown bench profile"):
         bench("huge", tmp_path)
