@@ -11,7 +11,7 @@ from agents import PRDC, TD3BC
 from offrl.agent import official_config
 from offrl.behavior import manifest
 from offrl.behavior.navigator import FAMILY, success_rate
-from offrl.data import antmaze, commands, generate
+from offrl.data import antmaze_datasets, commands, generate
 from offrl.data.collect import collect
 from offrl.data.minari_read import read_episode_buffers, read_minari_info
 from offrl.data.registry import load_task
@@ -146,14 +146,14 @@ def test_made_antmaze_dataset_follows_d4rl_conventions(data_dirs):
     assert f"reward-1 steps     {rewarded:,}" in text and "collector success" in text
     assert f"{ANTMAZE_ENV_IDS['umaze']}" in text and "700 steps per episode" in text
     # The same seed and size give the same bytes whatever the number of worker processes.
-    again = antmaze.antmaze_episodes("umaze-diverse", 0, 3_000, workers=2)
+    again = antmaze_datasets.antmaze_episodes("umaze-diverse", 0, 3_000, workers=2)
     assert generate.episodes_checksum(again) == made.checksum
-    other = antmaze.antmaze_episodes("umaze-diverse", 1, 3_000)
+    other = antmaze_datasets.antmaze_episodes("umaze-diverse", 1, 3_000)
     assert generate.episodes_checksum(other) != made.checksum
 
 
 def test_every_antmaze_dataset_has_a_recipe():
-    names = [f"offrl/antmaze/{name}-v0" for name in antmaze.DATASETS]
+    names = [f"offrl/antmaze/{name}-v0" for name in antmaze_datasets.DATASETS]
     assert names == [
         "offrl/antmaze/umaze-v0",
         "offrl/antmaze/umaze-diverse-v0",

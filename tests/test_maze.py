@@ -12,13 +12,13 @@ import pytest
 from gymnasium.envs.registration import EnvSpec
 
 from offrl.data import minari_io
-from offrl.data.maze import (
+from offrl.data.pointmaze_datasets import (
     pointmaze_dataset_env,
     pointmaze_episodes,
     pointmaze_reference_scores,
 )
 from offrl.envs import flatten_goal_observation, make_env
-from offrl.envs.maze import (
+from offrl.envs.pointmaze import (
     EVAL_GOAL_CELLS,
     GOAL_RADIUS,
     POINTMAZE_MAZES,

@@ -11,7 +11,7 @@ from conftest import HOPPER_DATASET_ID, HOPPER_STEPS, POINT_GOAL_ENV_ID
 from minari.dataset._storages.hdf5_storage import HDF5Storage
 
 from offrl.data import minari_io, minari_write
-from offrl.data.collect import collect, random_policy, rollout
+from offrl.data.collect import collect, play_episodes, uniform_policy
 from offrl.data.registry import load_task
 from offrl.envs import flatten_goal_observation, make_env, make_vector_env
 from offrl.errors import ConfigError, DatasetError
@@ -47,7 +47,7 @@ def test_round_trip_counts_and_semantics(hopper_dataset):
 def test_episodes_read_back_exactly_as_minaris_own_writer_stores_them(minari_dir, env_id):
     """offrl writes Minari's HDF5 layout itself (fast); minari must read it back identically."""
     env = gym.make(env_id)  # PointGoal keeps its Dict observations: subgroups in the file
-    episodes = rollout(env, random_policy(env, 0), 150, seed=3)
+    episodes = play_episodes(env, uniform_policy(env, 0), 150, seed=3)
     assert len(episodes) > 2 and episodes[0].seed == 3 and episodes[1].seed is None
     ours = minari_io.write_minari_dataset("test/ours-v0", episodes, env)
     theirs = HDF5Storage.new(
@@ -79,7 +79,7 @@ def test_reference_scores_absent_means_raw_returns(hopper_dataset):
 
 def test_reference_scores_from_metadata(minari_dir):
     env = gym.make("Hopper-v5")
-    buffers = rollout(env, random_policy(env, seed=3), 50, seed=3)
+    buffers = play_episodes(env, uniform_policy(env, seed=3), 50, seed=3)
     minari_io.write_minari_dataset("test/scored-v1", buffers, env, ref_scores=(-20.0, 3000.0))
     task = load_task("minari/test/scored-v1").task
     assert (task.ref_min_score, task.ref_max_score) == (-20.0, 3000.0)

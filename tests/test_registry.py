@@ -11,7 +11,7 @@ from conftest import HOPPER_DATASET_ID, HOPPER_STEPS, write_d4rl
 from gymnasium.envs.registration import EnvSpec
 
 from offrl.data import commands, d4rl, minari_io
-from offrl.data.collect import random_policy, rollout
+from offrl.data.collect import play_episodes, uniform_policy
 from offrl.data.registry import known_task_names, load_task, resolve_task
 from offrl.envs import make_env
 from offrl.errors import ConfigError, DatasetError, OffrlError, UnknownTaskError
@@ -166,7 +166,7 @@ def test_collect_command_summary(minari_dir):
 
 def test_eval_env_that_cannot_be_created(minari_dir):
     env = gym.make("Hopper-v5")
-    buffers = rollout(env, random_policy(env, seed=0), 20, seed=0)
+    buffers = play_episodes(env, uniform_policy(env, seed=0), 20, seed=0)
     missing = EnvSpec("NotInstalled-v0", entry_point="offrl_missing_module:Env")
     minari_io.write_minari_dataset("test/orphan-v0", buffers, env, eval_env_spec=missing)
     with pytest.raises(OffrlError, match=r"NotInstalled-v0 .*cannot be created.*Install"):

@@ -17,8 +17,8 @@ import pytest
 
 from offrl.agent import DatasetSpec
 from offrl.behavior import manifest, measure, runs, sac, selection, ship
+from offrl.behavior.online import OnlineProtocol, train_behavior
 from offrl.behavior.run_record import BehaviorRun
-from offrl.behavior.train import OnlineProtocol, train_behavior
 from offrl.cli import main
 from offrl.errors import ConfigError, DatasetError
 
@@ -320,7 +320,9 @@ def test_shipped_manifest_returns_remeasure(short):
                 policy.return_mean
             )
             assert abs(returns.mean() - policy.return_mean) <= tolerance, name
-        random = returns_of(measure.random_policy(envs.single_action_space, measure.EVAL_SEED))
+        random = returns_of(
+            measure.uniform_batch_policy(envs.single_action_space, measure.EVAL_SEED)
+        )
     finally:
         envs.close()
     assert random.mean() == pytest.approx(entry.random.return_mean, rel=0.05, abs=5.0)

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import re
 
-# Checked in this order, so "antmaze" is never taken for "ant".
-DOMAIN_OF_ENV = {
-    "antmaze": "antmaze",
-    "pointmaze": "maze",
-    "maze2d": "maze",
-    "halfcheetah": "locomotion",
-    "walker2d": "locomotion",
-    "hopper": "locomotion",
-    "ant": "locomotion",
-}
+from offrl.envs.families import FAMILIES
+
+DOMAIN_OF_ENV = {name: family.domain for name, family in FAMILIES.items()}
 DOMAIN_ORDER = ("locomotion", "maze", "antmaze", "other")
 
 

@@ -12,9 +12,9 @@ import tyro
 from offrl.behavior import sac
 from offrl.behavior import ship as shipping
 from offrl.behavior.measure import EVAL_EPISODES
+from offrl.behavior.online import OnlineProtocol, train_behavior
 from offrl.behavior.plot import plot_curve
 from offrl.behavior.ship_navigator import ship_navigator as ship_navigator_snapshot
-from offrl.behavior.train import OnlineProtocol, train_behavior
 
 
 @dataclasses.dataclass

@@ -23,6 +23,7 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 
+from offrl.envs.families import FAMILIES, LOCOMOTION
 from offrl.errors import DatasetError
 from offrl.json_records import RecordMismatch, Unrecorded, from_json, to_json
 from offrl.nets import TanhGaussianActor
@@ -31,12 +32,7 @@ from offrl.results import atomic_write_text
 POLICIES_ENV_VAR = "OFFRL_POLICIES_DIR"
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
-LOCOMOTION_ENVS = {
-    "hopper": "Hopper-v5",
-    "halfcheetah": "HalfCheetah-v5",
-    "walker2d": "Walker2d-v5",
-    "ant": "Ant-v5",
-}
+LOCOMOTION_ENVS = {name: FAMILIES[name].behavior_env for name in LOCOMOTION}
 """Short name -> the gymnasium env its policies were trained in."""
 
 Params = Any  # a flax parameter pytree of TanhGaussianActor

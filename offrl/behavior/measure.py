@@ -50,7 +50,9 @@ def actor_policy(actor: TanhGaussianActor, params: Params) -> Callable[[np.ndarr
     return lambda obs: np.asarray(deterministic_actions(actor, params, obs.astype(np.float32)))
 
 
-def random_policy(action_space: gym.spaces.Box, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+def uniform_batch_policy(
+    action_space: gym.spaces.Box, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
     """Uniform actions for a batch of observations, seeded: D4RL's random policy."""
     rng = np.random.default_rng(seed)
     low, high = action_space.low, action_space.high

@@ -26,7 +26,7 @@ class BehaviorRun:
     config: dict[str, Any]
     """The SAC config's fields (`hidden_dims` a list)."""
     protocol: dict[str, Any]
-    """The online protocol's fields (offrl.behavior.train.OnlineProtocol)."""
+    """The online protocol's fields (offrl.behavior.online.OnlineProtocol)."""
     spec: DatasetSpec
 
 

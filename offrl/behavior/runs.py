@@ -10,8 +10,8 @@ from typing import Any
 
 from offrl.behavior import sac
 from offrl.behavior.manifest import env_short_name, sha256_file
+from offrl.behavior.online import OnlineProtocol
 from offrl.behavior.run_record import BehaviorRun, read_behavior_run
-from offrl.behavior.train import OnlineProtocol
 from offrl.errors import ConfigError
 from offrl.results import read_records
 

@@ -12,7 +12,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl.behavior.manifest import env_short_name
-from offrl.behavior.measure import EVAL_SEED, SnapshotMeter, episode_returns_of, random_policy
+from offrl.behavior.measure import (
+    EVAL_SEED,
+    SnapshotMeter,
+    episode_returns_of,
+    uniform_batch_policy,
+)
 from offrl.behavior.runs import Sources
 from offrl.errors import ConfigError
 from offrl.nets import TanhGaussianActor
@@ -139,7 +144,7 @@ def choose(sources: Sources, bar_return: float | None, options: ShipOptions) -> 
         for step, _ in phases:
             if step is not None:
                 meter.mean_return(step)
-        random_returns = measure(random_policy(envs.single_action_space, EVAL_SEED))
+        random_returns = measure(uniform_batch_policy(envs.single_action_space, EVAL_SEED))
     finally:
         bar.close()
         envs.close()

@@ -38,10 +38,15 @@ from offrl.behavior.measure import EVAL_EPISODES, EVAL_SEED, summary
 from offrl.behavior.plot import plot_curve
 from offrl.behavior.runs import Sources, read_run, snapshot_path, snapshot_sources, train_command
 from offrl.behavior.selection import Choice, Phases, ShipOptions, choose
+from offrl.envs.families import FAMILIES
 from offrl.errors import ConfigError
 
-EXPERT_MIN_RETURN = {"hopper": 3000.0, "halfcheetah": 10000.0, "walker2d": 4000.0}
-"""The issue's bar for an expert: mean return over 100 episodes."""
+EXPERT_MIN_RETURN = {
+    name: family.expert_min_return
+    for name, family in FAMILIES.items()
+    if family.expert_min_return is not None
+}
+"""The bar a shipped expert must reach: mean return over 100 episodes."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ Policy = Callable[[object], np.ndarray]  # observation -> action
 PolicyFactory = Callable[[gym.Env, int], Policy]  # (env, seed) -> policy
 
 
-def random_policy(env: gym.Env, seed: int) -> Policy:
+def uniform_policy(env: gym.Env, seed: int) -> Policy:
     """Uniform actions from the env's action space, seeded so a rollout is reproducible."""
     action_space = env.action_space
     action_space.seed(seed)
@@ -27,7 +27,7 @@ def random_policy(env: gym.Env, seed: int) -> Policy:
 
 
 # Policies by name; trained ("shipped") policies register here too.
-POLICIES: dict[str, PolicyFactory] = {"random": random_policy}
+POLICIES: dict[str, PolicyFactory] = {"random": uniform_policy}
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def _stack(observations: list):
     return np.stack(observations)
 
 
-def rollout(env: gym.Env, policy: Policy, steps: int, seed: int) -> list[EpisodeBuffer]:
+def play_episodes(env: gym.Env, policy: Policy, steps: int, seed: int) -> list[EpisodeBuffer]:
     """Exactly `steps` transitions; the env is seeded once, then resets continue its RNG.
 
     An episode still running when the budget ends is closed as truncated.
@@ -135,7 +135,7 @@ def collect(
     started = time.perf_counter()
     env = _make_collection_env(env_id)
     try:
-        buffers = rollout(env, POLICIES[policy](env, seed), steps, seed)
+        buffers = play_episodes(env, POLICIES[policy](env, seed), steps, seed)
         path = write_minari_dataset(
             dataset_id,
             buffers,

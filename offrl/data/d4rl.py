@@ -12,9 +12,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from offrl.envs.families import FAMILIES, LOCOMOTION
 from offrl.errors import DatasetError
 
-LOCOMOTION_ENVS = ("halfcheetah", "hopper", "walker2d", "ant")
+LOCOMOTION_ENVS = LOCOMOTION
 # full-replay exists only from -v1 on: d4rl/infos.py registers no `*-full-replay-v0`.
 LOCOMOTION_DATASETS_V0 = ("random", "medium", "expert", "medium-replay", "medium-expert")
 LOCOMOTION_DATASETS = (*LOCOMOTION_DATASETS_V0, "full-replay")
@@ -28,12 +29,7 @@ ANTMAZE_MAZES = (
 )
 
 # Every dataset of an env shares the `<env>-random-v0` pair (infos.py copies it in a loop).
-_LOCOMOTION_REF = {
-    "halfcheetah": (-280.178953, 12135.0),
-    "hopper": (-20.272305, 3234.3),
-    "walker2d": (1.629008, 4592.3),
-    "ant": (-325.6, 3879.7),
-}
+_LOCOMOTION_REF = {name: FAMILIES[name].d4rl_reference for name in LOCOMOTION_ENVS}
 _MAZE2D_REF = {
     "maze2d-open-v0": (0.01, 20.66),
     "maze2d-umaze-v1": (23.85, 161.86),

@@ -60,10 +60,10 @@ __all__ = [
     "episodes_checksum",
     "find_recipe",
     "made_from_other_policies",
-    "make_command",
     "make_dataset",
     "nonstandard",
     "recipes",
+    "remake_command",
     "rollout",
     "stale_hint",
 ]
@@ -83,7 +83,7 @@ class MakeInfo:
     seconds: float
 
 
-def make_command(recipe: Recipe, seed: int, size: int) -> str:
+def remake_command(recipe: Recipe, seed: int, size: int) -> str:
     """The `offrl data make` command that makes these exact bytes again."""
     steps = "" if size == recipe.transitions else f" --steps {size}"
     return f"offrl data make {recipe.dataset_id} --seed {seed}{steps}"
@@ -122,7 +122,7 @@ def make_dataset(
             algorithm_name=recipe.algorithm,
             description=(
                 f"offrl embedded dataset {recipe.dataset_id}: {size} transitions, seed {seed}. "
-                f"Made by `{make_command(recipe, seed, size)}`."
+                f"Made by `{remake_command(recipe, seed, size)}`."
             ),
             ref_scores=recipe.reference_scores(),
             extra_metadata={

@@ -20,13 +20,13 @@ from gymnasium.envs.registration import EnvSpec
 from minari.data_collector.episode_buffer import EpisodeBuffer
 
 from offrl.behavior import manifest, navigator
-from offrl.data import antmaze, maze
+from offrl.data import antmaze_datasets, pointmaze_datasets
 from offrl.data.minari_checks import CHECKSUM_KEY
 from offrl.data.minari_read import flatten_episodes, read_episode_buffers, read_minari_info
 from offrl.data.rollouts import Advance, Segment, rollout
 from offrl.data.transitions import checksum, from_numpy
 from offrl.envs import ANTMAZE_ENV_IDS
-from offrl.envs.maze import POINTMAZE_MAZES, pointmaze_eval_env_spec
+from offrl.envs.pointmaze import POINTMAZE_MAZES, pointmaze_eval_env_spec
 from offrl.errors import DatasetError, UnknownTaskError
 
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -181,10 +181,10 @@ def locomotion_recipes(folder: Path | None = None) -> dict[str, Recipe]:
 
 def pointmaze_recipes() -> dict[str, Recipe]:
     """`offrl/pointmaze/{umaze,medium,large}[-dense]-v0`: D4RL's maze2d protocol, a noisy planner
-    in a continuing maze (see offrl.data.maze), evaluated with D4RL's fixed goal."""
+    in a continuing maze (see offrl.data.pointmaze_datasets), evaluated with D4RL's fixed goal."""
 
     def episodes(name: str, dense: bool) -> MakeEpisodes:
-        return lambda seed, size, advance, workers: maze.pointmaze_episodes(
+        return lambda seed, size, advance, workers: pointmaze_datasets.pointmaze_episodes(
             name, dense, size, seed, advance
         )
 
@@ -195,9 +195,13 @@ def pointmaze_recipes() -> dict[str, Recipe]:
             recipes[dataset] = Recipe(
                 dataset_id=dataset,
                 env_spec=pointmaze_eval_env_spec(name, dense),
-                collection_env=functools.partial(maze.pointmaze_dataset_env, name, dense),
-                transitions=maze.POINTMAZE_STEPS[name],
-                reference_scores=functools.partial(maze.pointmaze_reference_scores, name, dense),
+                collection_env=functools.partial(
+                    pointmaze_datasets.pointmaze_dataset_env, name, dense
+                ),
+                transitions=pointmaze_datasets.POINTMAZE_STEPS[name],
+                reference_scores=functools.partial(
+                    pointmaze_datasets.pointmaze_reference_scores, name, dense
+                ),
                 episodes=episodes(name, dense),
                 algorithm="offrl-generate/pointmaze-planner",
             )
@@ -213,11 +217,11 @@ def antmaze_statistics(maze: str, folder: Path | None, episodes: list[EpisodeBuf
 
 def antmaze_recipes(folder: Path | None = None) -> dict[str, Recipe]:
     """`offrl/antmaze/{umaze,umaze-diverse,medium-play,...}-v0`: D4RL's antmaze protocol, the
-    shipped navigator steered by a planner (see offrl.data.antmaze), evaluated with D4RL's goals;
-    the normalised score is the success rate x 100."""
+    shipped navigator steered by a planner (see offrl.data.antmaze_datasets), evaluated with
+    D4RL's goals; the normalised score is the success rate x 100."""
 
     def episodes(name: str) -> MakeEpisodes:
-        return lambda seed, size, advance, workers: antmaze.antmaze_episodes(
+        return lambda seed, size, advance, workers: antmaze_datasets.antmaze_episodes(
             name, seed, size, advance, workers, folder
         )
 
@@ -225,14 +229,14 @@ def antmaze_recipes(folder: Path | None = None) -> dict[str, Recipe]:
         return [manifest.navigator_entry(navigator.FAMILY, folder).sha256]
 
     recipes = {}
-    for name, (maze_name, _) in antmaze.DATASETS.items():
+    for name, (maze_name, _) in antmaze_datasets.DATASETS.items():
         dataset = dataset_id("antmaze", name)
         eval_env = ANTMAZE_ENV_IDS[maze_name]
         recipes[dataset] = Recipe(
             dataset_id=dataset,
             env_spec=gym.spec(eval_env),
             collection_env=functools.partial(gym.make, eval_env),
-            transitions=antmaze.TRANSITIONS,
+            transitions=antmaze_datasets.TRANSITIONS,
             reference_scores=lambda: (0.0, 1.0),  # D4RL's: success rate x 100
             episodes=episodes(name),
             algorithm="offrl-generate/antmaze-navigator",

@@ -21,15 +21,12 @@ from gymnasium.envs.registration import EnvSpec
 from offrl.data import d4rl, generate, minari_io
 from offrl.data.transitions import Transitions, checksum, from_numpy
 from offrl.envs import ANTMAZE_ENV_IDS, make_env
+from offrl.envs.families import FAMILIES, LOCOMOTION
 from offrl.errors import DatasetError, OffrlError, UnknownTaskError
 
 # D4RL env -> gymnasium evaluation env with the same observation layout as D4RL's mujoco-py envs.
 D4RL_EVAL_ENVS: dict[str, tuple[str, dict]] = {
-    "hopper": ("Hopper-v5", {}),
-    "halfcheetah": ("HalfCheetah-v5", {}),
-    "walker2d": ("Walker2d-v5", {}),
-    # Ant-v5 drops 6 contact-force rows (105-dim); v4 with contact forces is D4RL's 111-dim layout.
-    "ant": ("Ant-v4", {"use_contact_forces": True}),
+    name: FAMILIES[name].d4rl_eval_env for name in LOCOMOTION
 }
 
 

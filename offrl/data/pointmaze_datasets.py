@@ -27,7 +27,12 @@ from minari.data_collector.episode_buffer import EpisodeBuffer
 
 from offrl.data.collect import _Episode
 from offrl.envs import flatten_goal_observation, make_vector_env
-from offrl.envs.maze import controller_actions, maze_plan, pointmaze_env_id, pointmaze_eval_env_spec
+from offrl.envs.pointmaze import (
+    controller_actions,
+    maze_plan,
+    pointmaze_env_id,
+    pointmaze_eval_env_spec,
+)
 from offrl.errors import ConfigError
 from offrl.evaluate import run_episodes
 
@@ -112,11 +117,11 @@ def pointmaze_reference_scores(
     space = envs.single_action_space
     uniform = np.random.default_rng(seed)
 
-    def random_policy(observations: np.ndarray) -> np.ndarray:
+    def uniform_policy(observations: np.ndarray) -> np.ndarray:
         return uniform.uniform(space.low, space.high, (*observations.shape[:-1], *space.shape))
 
     try:
-        low = run_episodes(random_policy, envs, [seed], episodes)
+        low = run_episodes(uniform_policy, envs, [seed], episodes)
         high = run_episodes(lambda obs: controller_actions(plan, obs), envs, [seed], episodes)
     finally:
         envs.close()
