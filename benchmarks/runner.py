@@ -24,10 +24,9 @@ from typing import Any
 import tyro
 from tqdm.auto import tqdm
 
-from agents import AGENTS
 from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for
-from offrl.agent import behavior_version
+from offrl.agent import behavior_version, resolve_agent
 from offrl.data import generate, minari_io
 from offrl.data.registry import known_task_names, load_task, resolve_task
 from offrl.errors import ConfigError, DatasetError
@@ -52,7 +51,7 @@ class RunSpec:
 
     @property
     def behavior_version(self) -> int:
-        return behavior_version(AGENTS[self.agent])
+        return behavior_version(resolve_agent(self.agent))
 
     def run_dir(self, results: Path) -> Path:
         """One folder per (agent and its behaviour version, task, protocol, config, dataset,
@@ -80,7 +79,7 @@ def plan(
         for task, checksum in checksums.items():
             config = config_for(agent, task)
             config_key = store.config_hash(config)
-            version = behavior_version(AGENTS[agent])
+            version = behavior_version(resolve_agent(agent))
             key = functools.partial(store.RunKey, agent, version, task)
             seeds = tuple(
                 seed
@@ -108,7 +107,7 @@ def execute(
         shutil.rmtree(run_dir)
     began = time.perf_counter()
     fit(
-        AGENTS[spec.agent],
+        resolve_agent(spec.agent),
         loaded.transitions,
         spec.config,
         seeds=spec.seeds,

@@ -38,7 +38,9 @@ class TrainArgs:
     """Task name: offrl/<env>/<level>-v0 (generated here: `offrl data list`), d4rl/<name> (a D4RL
     hdf5 file on disk) or minari/<dataset-id>."""
     agent: str = "td3bc"
-    """Agent to train; `offrl train --agent NAME --help` lists its hyper-parameters."""
+    """Agent to train: a built-in one (td3bc, prdc, a2pr, ggdtd) or the import path of your own
+    agent module (mypkg.myagent; docs/writing-an-agent.md); `offrl train --agent NAME --help`
+    lists its hyper-parameters."""
     seeds: int = 1
     """Number of seeds, trained together (vmapped): seeds seed .. seed + seeds - 1."""
     seed: int = 0
@@ -63,12 +65,6 @@ class TrainArgs:
     starting values; flags still override it."""
     save_config: Path | None = None
     """Write the resolved config to this YAML or TOML file and exit without training."""
-
-
-def _agents():
-    from agents import AGENTS
-
-    return AGENTS
 
 
 def _train_args_type(start: Any) -> type:
@@ -115,21 +111,19 @@ def _changed_fields(config: Any) -> str:
 
 
 def train(argv: list[str]) -> int:
+    from offrl.agent import resolve_agent
     from offrl.data.registry import load_task
     from offrl.loggers import tensorboard_writer_type
     from offrl.run_folder import check_out_folder
     from offrl.train import Protocol, fit
 
-    agents = _agents()
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--agent", default="td3bc")
     pre.add_argument("--task")
     pre.add_argument("--class-defaults", action="store_true")
     pre.add_argument("--config", type=Path)
     known, _ = pre.parse_known_args(argv)
-    if known.agent not in agents:
-        raise ConfigError(f"unknown agent {known.agent!r}; choose one of: {', '.join(agents)}")
-    agent = agents[known.agent]
+    agent = resolve_agent(known.agent)
     start, source = _starting_config(agent, known.task, known.class_defaults, known.config)
     args = tyro.cli(
         _train_args_type(start),
@@ -250,7 +244,7 @@ def evaluate_run(
     """
     from offrl.run_eval import evaluate_checkpoint
 
-    print(evaluate_checkpoint(run_dir, _agents(), episodes=episodes, step=step))
+    print(evaluate_checkpoint(run_dir, episodes=episodes, step=step))
     return 0
 
 
@@ -368,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             return peer.main(rest)
         if verb == "leaderboard":
             from benchmarks import leaderboard
-            from offrl.agent import behavior_version
+            from offrl.agent import behavior_version, builtin_agents
 
-            versions = {name: behavior_version(a) for name, a in _agents().items()}
+            versions = {name: behavior_version(a) for name, a in builtin_agents().items()}
             return leaderboard.main(rest, versions)
         return data(rest)
     except OffrlError as err:

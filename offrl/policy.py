@@ -9,7 +9,6 @@ no offrl training code, no agent module, no checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,16 +19,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl.agent import config_from_dict
+from offrl.agent import config_from_dict, resolve_agent
 from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import ObsNormalizer
 from offrl.errors import ConfigError
 from offrl.fused import Carry, init_carry, seed_axes
 from offrl.results import atomic_write
-from offrl.run_manifest import RunManifest, read_run_manifest
+from offrl.run_manifest import read_run_manifest
 
 EXPORT_FORMAT = "offrl-policy/1"
-BUILTIN_AGENTS = "agents"  # the package that holds the agents a run names by short name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,15 +80,6 @@ def one_seed(carry: Carry, index: int) -> Any:
     )
 
 
-def agent_module(manifest: RunManifest) -> ModuleType:
-    """The module that trained a run: an import path (`mypkg.myagent`) or an offrl agent name."""
-    name = manifest.agent if "." in manifest.agent else f"{BUILTIN_AGENTS}.{manifest.agent}"
-    try:
-        return importlib.import_module(name)
-    except ImportError as err:
-        raise ConfigError(f"the run's agent {name} cannot be imported: {err}") from None
-
-
 def load_policy(run_dir: Path, seed: int | None = None, step: int | None = None) -> Policy:
     """Seed `seed` (default: the run's first) of a run folder's checkpoint at `step` (default:
     the newest) as a Policy on raw observations."""
@@ -101,7 +90,7 @@ def load_policy(run_dir: Path, seed: int | None = None, step: int | None = None)
     seed = manifest.seeds[0] if seed is None else seed
     if seed not in manifest.seeds:
         raise ConfigError(f"{run_dir} trained seeds {list(manifest.seeds)}, not seed {seed}")
-    agent = agent_module(manifest)
+    agent = resolve_agent(manifest.agent)
     config = config_from_dict(agent.Config, manifest.config)
     carry = init_carry(agent, manifest.spec, config, list(manifest.seeds))
     checkpointer = Checkpointer(run_dir)

@@ -3,13 +3,11 @@ environment."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
-from offrl.agent import config_from_dict
+from offrl.agent import config_from_dict, resolve_agent
 from offrl.checkpoint import CheckpointDamaged, Checkpointer
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.registry import resolve_task
@@ -20,16 +18,8 @@ from offrl.fused import act_fn, init_carry
 from offrl.run_manifest import read_run_manifest
 
 
-def evaluate_checkpoint(
-    run_dir: Path,
-    agents: Mapping[str, ModuleType],
-    episodes: int | None = None,
-    step: int | None = None,
-) -> str:
-    """Restore a run folder's checkpoint and evaluate every seed's policy; returns a report.
-
-    `agents` maps the agent names a run folder may name to their modules (the command line
-    passes `agents.AGENTS`)."""
+def evaluate_checkpoint(run_dir: Path, episodes: int | None = None, step: int | None = None) -> str:
+    """Restore a run folder's checkpoint and evaluate every seed's policy; returns a report."""
     run_dir = Path(run_dir)
     manifest = read_run_manifest(run_dir)
     if manifest is None:
@@ -40,7 +30,7 @@ def evaluate_checkpoint(
         raise ConfigError(
             f"{run_dir} was trained without a task, so it has no environment to evaluate in"
         )
-    agent = agents[manifest.agent]
+    agent = resolve_agent(manifest.agent)
     config = config_from_dict(agent.Config, manifest.config)
     seeds = list(manifest.seeds)
     episodes = manifest.eval_episodes if episodes is None else episodes

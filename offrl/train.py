@@ -21,7 +21,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import __version__
-from offrl.agent import DatasetSpec, behavior_version, canonical_config, official_config
+from offrl.agent import (
+    DatasetSpec,
+    agent_name,
+    behavior_version,
+    canonical_config,
+    checked_agent,
+    official_config,
+    prepare_for,
+)
 from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import (
     ObsNormalizer,
@@ -70,10 +78,6 @@ class FitResult:
     normalizer: ObsNormalizer
     records: list[dict]
     run_dir: Path | None
-
-
-def agent_name(agent: ModuleType) -> str:
-    return agent.__name__.rsplit(".", 1)[-1]
 
 
 def prepare_data(transitions: Transitions, config: Any) -> tuple[Transitions, ObsNormalizer]:
@@ -228,6 +232,7 @@ def fit(
     `task` (an `offrl.data.registry.Task`) enables evaluation in its gymnasium env with the
     normalised score; `out_dir` enables records, checkpoints and resuming.
     """
+    agent = checked_agent(agent)
     if config is None:
         config = official_config(agent, None if task is None else task.name)
     protocol = Protocol(steps, eval_every, eval_episodes)
@@ -263,7 +268,7 @@ def fit(
             },
         }
         policy = act_fn(agent, carry, normalizer)
-        prepared = agent.prepare(data, config)
+        prepared = prepare_for(agent, data, config)
         envs = None
         if task is not None:
             envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)

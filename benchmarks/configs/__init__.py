@@ -9,15 +9,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from agents import AGENTS
-from offrl.agent import official_config
+from offrl.agent import official_config, resolve_agent
 
 FINAL_SCORE_RULE = "mean of the last 10 evaluations (TD3+BC's paper); last and best kept too"
 
 
 def config_for(agent: str, task: str) -> Any:
     """The agent's official Config for a task (its environment's values, else the defaults)."""
-    return official_config(AGENTS[agent], task)
+    return official_config(resolve_agent(agent), task)
 
 
 @dataclasses.dataclass(frozen=True)
