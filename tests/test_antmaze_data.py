@@ -152,6 +152,19 @@ def test_made_antmaze_dataset_follows_d4rl_conventions(data_dirs):
     assert generate.episodes_checksum(other) != made.checksum
 
 
+@pytest.mark.parametrize("name", ["medium-play", "large-diverse"])
+def test_medium_and_large_datasets_start_anywhere_and_relabel_to_the_evaluation_goal(name):
+    maze, _ = antmaze_datasets.DATASETS[name]
+    rows = maze_map(maze)
+    episodes = antmaze_datasets.antmaze_episodes(name, 0, 2_000)
+    starts = {xy_cell(rows, np.asarray(e.observations)[0, :2]) for e in episodes if e.seed}
+    assert len(starts) > 5 and starts <= set(open_cells(rows))  # random start cells
+    point = evaluation_goal_point(rows)
+    for episode in episodes:
+        near = np.linalg.norm(np.asarray(episode.observations)[1:, :2] - point, axis=1)
+        np.testing.assert_array_equal(np.asarray(episode.rewards) == 1.0, near <= GOAL_RADIUS)
+
+
 def test_every_antmaze_dataset_has_a_recipe():
     names = [f"offrl/antmaze/{name}-v0" for name in antmaze_datasets.DATASETS]
     assert names == [
