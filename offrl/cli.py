@@ -23,8 +23,8 @@ VERBS = {
     "eval": "evaluate the latest checkpoint of a run folder",
     "export": "write one seed's trained policy as a self-contained file (loads with JAX alone)",
     "data": "datasets: list | info TASK | make TASK | collect",
-    "behavior": "behaviour policies: train (online SAC, resumable) | ship | plot",
-    "bench": "run a bench profile (default | full | smoke) into the results store",
+    "behavior": "behaviour policies: train (online SAC, resumable) | ship | ship-navigator | plot",
+    "bench": "run a bench profile (default | smoke | repro | antmaze | full) into the store",
     "peer": "train d3rlpy's TD3+BC / PRDC on a profile's data, stored beside offrl's runs",
     "leaderboard": "LEADERBOARD.md, leaderboard.html and plots from the results store",
 }
