@@ -3,7 +3,7 @@ beyond which every other row lies. Built on the host once, cached on disk."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import faiss
 import numpy as np
@@ -59,7 +59,7 @@ def state_candidates(
             candidates, radius = _exact_candidates(states, k)
             bar.update(n)
         else:
-            candidates, radius = _ivf_candidates(states, k, bar.update)
+            candidates, radius = ivf_candidates(states, k, build_blocks(n), bar.update)
     candidates = candidates.astype(np.int32)
     radius = radius.astype(np.float32)
     atomic_write(path, lambda tmp: _save_npz(tmp, candidates=candidates, radius=radius))
@@ -80,16 +80,17 @@ def _exact_candidates(states: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
     return candidates[:, :k], radius
 
 
-def _ivf_candidates(
+def ivf_candidates(
     states: np.ndarray,
     k: int,
+    blocks: Sequence[range],
     advance: Callable[[int], None],
     *,
     nprobe: int = CANDIDATE_PROBES,
     ranked: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The lists and radii of every row, a `build_blocks` range at a time, each told to
-    `advance`."""
+    """`state_candidates` of large data, searched a row range of `blocks` at a time, each told
+    to `advance`."""
     n, dim = states.shape
     nlist = int(np.clip(np.sqrt(n), 16, 4096))
     quantizer = faiss.IndexFlatL2(dim)
@@ -98,18 +99,18 @@ def _ivf_candidates(
     index.add(states)
     index.nprobe = nprobe
     centroids = quantizer.reconstruct_n(0, nlist)
-    blocks = []
-    for rows in build_blocks(n):
+    parts = []
+    for rows in blocks:
         queries = states[rows.start : rows.stop]
-        blocks.append(_ivf_block(index, centroids, queries, np.asarray(rows), k, ranked))
+        parts.append(_ivf_block(index, centroids, queries, np.asarray(rows), k, ranked))
         advance(len(rows))
-    return np.concatenate([c for c, _ in blocks]), np.concatenate([r for _, r in blocks])
+    return np.concatenate([c for c, _ in parts]), np.concatenate([r for _, r in parts])
 
 
 def _ivf_block(
     index, centroids: np.ndarray, queries: np.ndarray, rows: np.ndarray, k: int, ranked: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`_ivf_candidates` for the dataset rows `rows` (whose states are `queries`)."""
+    """`ivf_candidates` for the dataset rows `rows` (whose states are `queries`)."""
     nlist, nprobe = len(centroids), index.nprobe
     dist2, candidates = index.search(queries, k + 1)
     # Probed rows past the list are at least as far as the first of them (row k + 1).
