@@ -31,6 +31,7 @@ from offrl.data import generate, minari_io
 from offrl.data.registry import known_task_names, load_task, resolve_task
 from offrl.errors import ConfigError, DatasetError
 from offrl.locks import hold
+from offrl.progress import progress_shown
 from offrl.train import Protocol, fit
 
 
@@ -95,7 +96,8 @@ def execute(
     spec: RunSpec, results: Path, progress: bool = True, fresh: bool = False
 ) -> list[store.RunRecord]:
     """Train one run and return its per-seed records; its folder is resumed unless `fresh`."""
-    loaded = load_task(spec.task)
+    with progress_shown(progress):
+        loaded = load_task(spec.task)
     if loaded.checksum != spec.dataset_checksum:
         raise DatasetError(
             f"{spec.task} at {loaded.path} has checksum {loaded.checksum[:16]}..., not the "

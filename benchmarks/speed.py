@@ -11,6 +11,10 @@ FLOPs and share of that peak. Where the updates' compiler options differ from XL
 defaults (CPU: Eigen dots, see `offrl.train.update_compiler_options`), the fused scan and the
 JAX-CORL-style reference are also timed with the defaults, so the options' share is printed.
 
+For the first agent, a `--cut-chunk`-update chunk run as `fit` runs it, as one scan and cut into
+scans of `--log-every` updates whose losses are fetched and averaged after each (what moves the
+progress bar and writes the loss records): the cut's cost, side by side.
+
 PRDC's cost depends on the data's structure (where neighbours lie), so it is measured on a REAL
 1M-transition dataset (`--prdc-task`): its step time beside TD3+BC's on the same data for every
 neighbour search, the search's share of the step, its recall@1 against the exact search on the
@@ -36,7 +40,7 @@ from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions, sample, sample_rows, take
 from offrl.fused import Carry, init_carry, make_train_chunk, update_compiler_options
 from offrl.neighbors import constrained_actions
-from offrl.train import prepare_data
+from offrl.train import prepare_data, run_scans, scan_lengths, window_losses
 
 OBS_DIM, ACTION_DIM = 17, 6
 REFERENCE_UNROLL = 8
@@ -200,6 +204,31 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
     return Rates(**{name: chunk / seconds for name, seconds in best.items()})
 
 
+def cut_rates(agent, config, data: Transitions, chunk: int, log_every: int, rounds: int):
+    """(updates/s as one scan, as scans of `log_every`) of one seed's `chunk` updates through
+    `fit`'s `run_scans`, each scan's losses averaged on the host; interleaved rounds, best of
+    each. One seed: the fastest scans, where the host's share is largest."""
+    carry = single_seed(agent, config)
+    compiled = {
+        n: make_train_chunk(agent, carry, n, config.batch_size).lower(carry, data, None).compile()
+        for n in {chunk, log_every}
+    }
+
+    def run(lengths: list[int]):
+        def call():
+            for scanned in run_scans(compiled, lengths, carry, data, None):
+                window_losses(scanned.metrics)
+
+        return call
+
+    variants = {"whole": run([chunk]), "cut": run(scan_lengths(chunk, log_every))}
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(rounds):
+        for name, call in variants.items():
+            best[name] = min(best[name], best_seconds(call, repeats=1))
+    return chunk / best["whole"], chunk / best["cut"]
+
+
 # (label, PRDC config overrides): every search, with and without certified candidate lists. The
 # default (None) is timed on the warmed-up constraint: its row memory fills along the run.
 PRDC_SEARCHES = (
@@ -308,6 +337,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=400, help="updates fused per call")
     parser.add_argument("--seeds", type=int, default=5, help="seeds vmapped together")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--cut-chunk", type=int, default=5_000, help="updates of the cut chunk")
+    parser.add_argument("--log-every", type=int, default=1_000, help="updates per scan of the cut")
     args = parser.parse_args()
 
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}")
@@ -371,6 +402,15 @@ def main() -> None:
                 f"  {name} vs {baseline[0]}: step time x{baseline[2] / rates.fused:.2f}, "
                 f"FLOPs x{gflop / baseline[1]:.2f}"
             )
+
+    chunk, every = args.cut_chunk, args.log_every
+    for name in [name for name in args.agents if name != "prdc"][:1]:
+        agent = AGENTS[name]
+        whole, cut = cut_rates(agent, agent.Config(), data, chunk, every, args.rounds)
+        print(
+            f"{name}, one seed, a {chunk}-update chunk: one scan {whole:.1f} upd/s, scans of "
+            f"{every} with their losses read {cut:.1f} upd/s: x{cut / whole:.3f}"
+        )
 
     if args.prdc_task:
         prdc_section(args.prdc_task, args.prdc_warmup, args.chunk)

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import tyro
@@ -51,13 +51,25 @@ class TrainArgs:
     """Updates fused per compiled call; evaluation, records and checkpoint after each."""
     eval_episodes: int = 10
     """Evaluation episodes per seed."""
+    log_every: int = 1_000
+    """Updates between loss records (OUT/losses.jsonl, TensorBoard, W&B) and moves of the
+    progress bar; at most --eval-every. Changes no result."""
     out: Path | None = None
     """Run folder (records, checkpoints); default runs/AGENT/TASK. A folder holding a run of
     the same settings is resumed from its last checkpoint."""
     progress: bool = True
     """Show the progress bar."""
     tensorboard: bool = False
-    """Also write TensorBoard event files to OUT/tensorboard (needs offrl[tensorboard])."""
+    """Also write TensorBoard event files to OUT/tensorboard/seed<N> (needs offrl[tensorboard])."""
+    wandb: str | None = None
+    """Also log to this Weights & Biases project, one run per seed (needs offrl[wandb])."""
+    wandb_entity: str | None = None
+    """W&B user or team (default: your default entity)."""
+    wandb_group: str | None = None
+    """W&B group of the seeds' runs (default: AGENT-TASK)."""
+    wandb_mode: Literal["online", "offline"] | None = None
+    """online, or offline: kept in OUT/wandb for `wandb sync` (default: $WANDB_MODE, else
+    online)."""
     class_defaults: bool = False
     """Start from the agent's Config defaults instead of its official values for the task."""
     config: Path | None = None
@@ -113,9 +125,10 @@ def _changed_fields(config: Any) -> str:
 def train(argv: list[str]) -> int:
     from offrl.agent import resolve_agent
     from offrl.data.registry import load_task
-    from offrl.loggers import tensorboard_writer_type
+    from offrl.loggers import WandbOptions, tensorboard_writer_type, wandb_module
+    from offrl.progress import progress_shown
     from offrl.run_folder import check_out_folder
-    from offrl.train import Protocol, fit
+    from offrl.train import Protocol, check_log_every, fit
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--agent", default="td3bc")
@@ -144,11 +157,17 @@ def train(argv: list[str]) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     Protocol(args.steps, args.eval_every, args.eval_episodes).validate()
+    check_log_every(args.log_every)
     out = args.out or Path("runs") / known.agent / args.task
     check_out_folder(out)  # before the data is read: a wrong --out costs nothing
     if args.tensorboard:
         tensorboard_writer_type(out)
-    loaded = load_task(args.task)
+    wandb = None
+    if args.wandb is not None:
+        wandb = WandbOptions(args.wandb, args.wandb_entity, args.wandb_group, args.wandb_mode)
+        wandb_module(wandb)
+    with progress_shown(args.progress):
+        loaded = load_task(args.task)
     if loaded.task.source == "offrl":
         from offrl.data.generate import nonstandard
 
@@ -172,10 +191,12 @@ def train(argv: list[str]) -> int:
         steps=args.steps,
         eval_every=args.eval_every,
         eval_episodes=args.eval_episodes,
+        log_every=args.log_every,
         task=loaded.task,
         out_dir=out,
         progress=args.progress,
         tensorboard=args.tensorboard,
+        wandb=wandb,
     )
     print(summarize(result.run_dir))
     return 0

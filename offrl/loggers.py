@@ -1,10 +1,60 @@
-"""Optional loggers of a run's records: TensorBoard (`pip install 'offrl[tensorboard]'`)."""
+"""Optional loggers of a run's scalars, one stream per seed: TensorBoard (`pip install
+'offrl[tensorboard]'`, event files in OUT/tensorboard/seed<N>) and Weights & Biases (`pip install
+'offrl[wandb]'`, one W&B run per seed, grouped). docs/logging.md shows both.
+
+Both get the same scalars at the step they belong to: `train/<metric>` (each metric's mean over
+the `log_every` updates before the step) and, at every evaluation, `eval/return`,
+`eval/return_std`, `eval/normalized_score` (when the task has reference scores) and
+`perf/updates_per_s`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
 
 from offrl.errors import ConfigError
+
+
+class SeedStream(Protocol):
+    """One seed's scalars in one logger."""
+
+    def log(self, scalars: Mapping[str, float], step: int) -> None: ...
+
+    def close(self, failed: bool) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class WandbOptions:
+    """Where `offrl train --wandb PROJECT` logs."""
+
+    project: str
+    entity: str | None = None
+    """W&B entity (user or team); None: the logged-in user's default."""
+    group: str | None = None
+    """Group of the seeds' runs; None: '<agent>-<task>'."""
+    mode: str | None = None
+    """'online' or 'offline' (kept under OUT/wandb, `wandb sync` uploads it later); None:
+    $WANDB_MODE, else online."""
+
+
+WANDB_MODES = ("online", "offline")
+
+
+def train_scalars(losses: Mapping[str, float]) -> dict[str, float]:
+    return {f"train/{name}": value for name, value in losses.items()}
+
+
+def evaluation_scalars(record: Mapping[str, Any]) -> dict[str, float]:
+    """The scalars of one seed's evaluation record (`offrl.train` writes them)."""
+    scalars = {"perf/updates_per_s": record["updates_per_s"]}
+    for name in ("return", "return_std", "normalized_score"):
+        if record.get(name) is not None:
+            scalars[f"eval/{name}"] = record[name]
+    return scalars
 
 
 def tensorboard_writer_type(run_dir: Path | None) -> type:
@@ -20,11 +70,96 @@ def tensorboard_writer_type(run_dir: Path | None) -> type:
     return SummaryWriter
 
 
-def log_tensorboard(writer, records: list[dict]) -> None:
-    for record in records:
-        prefix = f"seed{record['seed']}"
-        for name, value in record["losses"].items():
-            writer.add_scalar(f"{prefix}/{name}", value, record["step"])
-        for name in ("return", "normalized_score", "updates_per_s"):
-            if record.get(name) is not None:
-                writer.add_scalar(f"{prefix}/{name}", record[name], record["step"])
+def wandb_module(options: WandbOptions) -> ModuleType:
+    """The wandb package, checked with the options before the run folder is touched."""
+    if options.mode is not None and options.mode not in WANDB_MODES:
+        raise ConfigError(f"--wandb-mode must be one of {WANDB_MODES}, got {options.mode!r}")
+    if not options.project:
+        raise ConfigError("--wandb needs a project name")
+    try:
+        import wandb
+    except ImportError as err:
+        raise ConfigError("--wandb needs wandb: pip install 'offrl[wandb]'") from err
+    return wandb
+
+
+class TensorBoardStream:
+    def __init__(self, writer: Any):
+        self.writer = writer
+
+    def log(self, scalars: Mapping[str, float], step: int) -> None:
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, step)
+
+    def close(self, failed: bool) -> None:
+        self.writer.close()
+
+
+class WandbStream:
+    def __init__(self, run: Any):
+        self.run = run
+
+    def log(self, scalars: Mapping[str, float], step: int) -> None:
+        self.run.log(dict(scalars), step=step)
+
+    def close(self, failed: bool) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
+
+
+def tensorboard_streams(writer_type: type, run_dir: Path, seeds: Sequence[int]) -> list:
+    """A writer per seed in OUT/tensorboard/seed<N>: TensorBoard shows the seeds as runs."""
+    folder = run_dir / "tensorboard"
+    return [TensorBoardStream(writer_type(str(folder / f"seed{seed}"))) for seed in seeds]
+
+
+def wandb_streams(
+    wandb: ModuleType,
+    options: WandbOptions,
+    name: str,
+    config: Mapping[str, Any],
+    seeds: Sequence[int],
+    run_dir: Path | None,
+) -> list:
+    """A W&B run per seed (as CORL logs), grouped, with `config` and its seed; its files go
+    under OUT/wandb (wandb's own default place without a run folder)."""
+    streams: list = []
+    try:
+        for seed in seeds:
+            run = wandb.init(
+                project=options.project,
+                entity=options.entity,
+                group=options.group or name,
+                name=f"{name}-seed{seed}",
+                config={**config, "seed": seed},
+                dir=None if run_dir is None else str(run_dir),
+                mode=options.mode,
+                reinit="create_new",
+                # The progress bar redraws its line many times: no copy of it in each seed's run.
+                settings=wandb.Settings(console="off"),
+            )
+            streams.append(WandbStream(run))
+    except wandb.errors.Error as err:
+        for stream in streams:
+            stream.close(failed=True)
+        raise ConfigError(
+            f"W&B could not start a run ({err}): log in with `wandb login`, or log offline with "
+            "--wandb-mode offline and upload later with `wandb sync`"
+        ) from None
+    return streams
+
+
+@dataclasses.dataclass
+class RunLoggers:
+    """Every chosen logger's streams, each a list in seed order."""
+
+    loggers: list[list[SeedStream]]
+
+    def log(self, per_seed: Sequence[Mapping[str, float]], step: int) -> None:
+        for streams in self.loggers:
+            for stream, scalars in zip(streams, per_seed, strict=True):
+                stream.log(scalars, step)
+
+    def close(self, failed: bool) -> None:
+        for streams in self.loggers:
+            for stream in streams:
+                stream.close(failed)

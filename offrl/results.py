@@ -1,5 +1,5 @@
-"""Run folders: append-only evaluation records, atomic writes, disk space. Their run.json is
-`offrl.run_manifest` (offline runs) or `offrl.behavior.run_record` (behaviour runs)."""
+"""Run folders: append-only evaluation and loss records, atomic writes, disk space. Their
+run.json is `offrl.run_manifest` (offline runs) or `offrl.behavior.run_record` (behaviour runs)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ class RunFolderError(OffrlError):
 
 
 RECORDS = "records.jsonl"
+"""One line per seed and evaluation: returns, score, the chunk's mean losses, updates/s."""
+LOSSES = "losses.jsonl"
+"""One line per seed every `log_every` updates: each metric's mean over those updates."""
 
 
 def atomic_write(path: Path, write_to: Callable[[str], None]) -> None:
@@ -71,38 +74,38 @@ def read_run_json(run_dir: Path, record: type, kind: str, remedy: str) -> Any | 
         raise RunFolderError(f"{path} is not {kind} this offrl reads: {err}; {remedy}") from None
 
 
-def read_records(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / RECORDS
+def read_records(run_dir: Path, name: str = RECORDS) -> list[dict[str, Any]]:
+    path = Path(run_dir) / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def records_size(run_dir: Path) -> int:
-    """Bytes of records.jsonl (0 when absent): `cut_records` goes back to it."""
-    path = Path(run_dir) / RECORDS
+def records_size(run_dir: Path, name: str = RECORDS) -> int:
+    """Bytes of a records file (0 when absent): `cut_records` goes back to it."""
+    path = Path(run_dir) / name
     return path.stat().st_size if path.exists() else 0
 
 
-def cut_records(run_dir: Path, size: int) -> None:
-    """Cut records.jsonl back to `size` bytes in place: needs no free space, unlike a rewrite."""
-    path = Path(run_dir) / RECORDS
+def cut_records(run_dir: Path, size: int, name: str = RECORDS) -> None:
+    """Cut a records file back to `size` bytes in place: needs no free space, unlike a rewrite."""
+    path = Path(run_dir) / name
     if path.exists():
         os.truncate(path, size)
 
 
-def append_records(run_dir: Path, records: list[dict[str, Any]]) -> None:
+def append_records(run_dir: Path, records: list[dict[str, Any]], name: str = RECORDS) -> None:
     """Append whole lines in one write, so a crash leaves at most a torn last line; a failed
     write (a full disk) is cut back, leaving no partial line."""
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    size = records_size(run_dir)
+    size = records_size(run_dir, name)
     try:
-        with open(Path(run_dir) / RECORDS, "a") as f:
+        with open(Path(run_dir) / name, "a") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
     except OSError:
-        cut_records(run_dir, size)
+        cut_records(run_dir, size, name)
         raise
 
 
@@ -129,9 +132,9 @@ def free_space(folder: Path) -> str:
     return f"{shutil.disk_usage(existing).free / 2**20:,.1f} MiB free"
 
 
-def truncate_records(run_dir: Path, last_step: int) -> None:
+def truncate_records(run_dir: Path, last_step: int, name: str = RECORDS) -> None:
     """Drop records newer than the checkpoint a run resumes from (written just before a crash)."""
-    path = Path(run_dir) / RECORDS
+    path = Path(run_dir) / name
     if not path.exists():
         return
     kept = []

@@ -16,6 +16,8 @@ from offrl.checkpoint import Checkpointer, saved_steps
 from offrl.errors import ConfigError, DiskFull
 from offrl.locks import LOCK
 from offrl.results import (
+    LOSSES,
+    RECORDS,
     append_records,
     cut_records,
     free_space,
@@ -26,16 +28,25 @@ from offrl.run_manifest import RunManifest, differing_fields, read_run_manifest
 
 
 def save_chunk(
-    run_dir: Path, checkpointer: Checkpointer, step: int, n: int, carry: Any, records: list
+    run_dir: Path,
+    checkpointer: Checkpointer,
+    step: int,
+    n: int,
+    carry: Any,
+    records: list,
+    losses: list,
 ) -> None:
-    """A chunk's records, then its checkpoint. When either write fails for lack of space, the
-    records are cut back, so the folder holds exactly the run up to the previous checkpoint."""
-    size = records_size(run_dir)
+    """A chunk's loss and evaluation records, then its checkpoint. When any write fails for lack
+    of space, the records are cut back, so the folder holds exactly the run up to the previous
+    checkpoint."""
+    sizes = {name: records_size(run_dir, name) for name in (LOSSES, RECORDS)}
     try:
+        append_records(run_dir, losses, LOSSES)
         append_records(run_dir, records)
         checkpointer.save(step, carry, {"step": step})
     except Exception as error:
-        cut_records(run_dir, size)
+        for name, size in sizes.items():
+            cut_records(run_dir, size, name)
         if not out_of_space(error):
             raise
         last = step - n

@@ -1,9 +1,11 @@
-"""The one training loop: `eval_every` updates fused in a `lax.scan` (`offrl.fused`), vmapped
-over seeds.
+"""The one training loop: `eval_every` updates per chunk, run as compiled `lax.scan`s of
+`log_every` updates (`offrl.fused`), vmapped over seeds.
 
-The host is visited only between chunks: to evaluate, append records, checkpoint and draw the
-progress bar. A run folder that holds a checkpoint resumes from it and ends with the same numbers
-as an uninterrupted run (same compiled program, same carried PRNG keys, same evaluation seeds).
+The host is visited after each scan, to record the losses and move the progress bar, and after
+each chunk, to evaluate, append records and checkpoint. The scans carry the PRNG keys and states
+from one to the next, so how a chunk is cut into scans changes no number. A run folder that holds
+a checkpoint resumes from it and ends with the same numbers as an uninterrupted run (same
+compiled programs, same carried PRNG keys, same evaluation seeds).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -44,8 +46,18 @@ from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import run_episodes
 from offrl.fused import Carry, act_fn, healthy, init_carry, make_train_chunk
 from offrl.locks import hold
-from offrl.loggers import log_tensorboard, tensorboard_writer_type
-from offrl.results import truncate_records
+from offrl.loggers import (
+    RunLoggers,
+    WandbOptions,
+    evaluation_scalars,
+    tensorboard_streams,
+    tensorboard_writer_type,
+    train_scalars,
+    wandb_module,
+    wandb_streams,
+)
+from offrl.progress import progress_shown
+from offrl.results import LOSSES, truncate_records
 from offrl.run_folder import check_resume, save_chunk, warn
 from offrl.run_manifest import (
     Normalization,
@@ -100,6 +112,11 @@ def checked_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
+def check_log_every(log_every: int) -> None:
+    if log_every < 1:
+        raise ConfigError(f"--log-every must be >= 1, got {log_every}")
+
+
 def describe_run(
     agent: ModuleType,
     config: Any,
@@ -147,6 +164,7 @@ def open_run_folder(
     # Records past the resumed checkpoint (all of them when there is none) describe no saved
     # state: a kill between a chunk's records and its checkpoint leaves such records.
     truncate_records(run_dir, start)
+    truncate_records(run_dir, start, LOSSES)
     write_run_manifest(run_dir, manifest)
     return checkpointer, start, carry
 
@@ -159,9 +177,9 @@ def _diverged_message(
     config: Any,
     start: int,
     n: int,
-    run_dir: Path | None,
 ) -> str:
-    """Replay the failed chunk with per-step health checks to name the step and its losses."""
+    """Replay the failed scan of `n` updates from step `start` with per-step health checks, to
+    name the step and its losses."""
     chunk = make_train_chunk(agent, carry, n, config.batch_size, check_finite=True)
     _, (metrics, ok) = chunk(carry, data, prepared)
     ok = np.asarray(ok)
@@ -172,17 +190,94 @@ def _diverged_message(
         f"{name}={float(np.asarray(value)[seed_index, step_index]):.4g}"
         for name, value in sorted(metrics.items())
     )
-    kept = (
-        f"the last good checkpoint (step {start}) is kept in {run_dir}"
-        if run_dir is not None and start > 0
-        else "no checkpoint was written"
-    )
     return (
         f"training diverged at step {start + step_index + 1} (seed index {seed_index}): a loss "
         "became infinite or the update made parameters non-finite; losses at that step (nan: "
-        f"not updated at that step): {losses}. Stopped; {kept}. "
-        "Lower the learning rates, check the reward transform, or inspect the dataset."
+        f"not updated at that step): {losses}."
     )
+
+
+def _what_is_kept(checkpoint_step: int, run_dir: Path | None) -> str:
+    kept = (
+        f"the last good checkpoint (step {checkpoint_step}) is kept in {run_dir}"
+        if run_dir is not None and checkpoint_step > 0
+        else "no checkpoint was written"
+    )
+    return (
+        f" Stopped; {kept}. Lower the learning rates, check the reward transform, or inspect "
+        "the dataset."
+    )
+
+
+def scan_lengths(n: int, log_every: int) -> list[int]:
+    """The updates of each compiled scan of an `n`-update chunk: `log_every` each, the last one
+    shorter where `log_every` does not divide `n`."""
+    full, rest = divmod(n, log_every)
+    return [log_every] * full + ([rest] if rest else [])
+
+
+@dataclasses.dataclass(frozen=True)
+class Scanned:
+    """One scan of a chunk, done."""
+
+    length: int
+    carry: Carry
+    """The carry it left (the next scan's start)."""
+    metrics: dict[str, np.ndarray]
+    """Per-step metrics on the host, of shape (seeds, length)."""
+    healthy: bool
+
+
+def run_scans(
+    scans: Mapping[int, Any],
+    lengths: Sequence[int],
+    carry: Carry,
+    data: Transitions,
+    prepared: Any,
+) -> Iterator[Scanned]:
+    """Run a chunk scan by scan (`scans[length]` compiled for each of `lengths`), each from the
+    carry the one before left, the last one's health checked before the next starts."""
+    for length in lengths:
+        carry, metrics = scans[length](carry, data, prepared)
+        ok = bool(healthy(carry.agent, metrics))
+        yield Scanned(length, carry, jax.device_get(metrics), ok)
+
+
+def window_losses(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """Each seed's mean of every metric over one scan's updates (metrics of shape (seeds,
+    updates)); a metric that no update of the scan computed (all NaN: the delayed actor's, in a
+    scan shorter than its period) is left out."""
+    seeds = next(iter(metrics.values())).shape[0]
+    return [
+        {
+            name: float(np.nanmean(values[i], dtype=np.float64))
+            for name, values in sorted(metrics.items())
+            if not np.isnan(values[i]).all()
+        }
+        for i in range(seeds)
+    ]
+
+
+# The losses on the progress bar (every agent has both; the records hold all of them).
+BAR_LOSSES = ("critic_loss", "actor_loss")
+
+
+def bar_postfix(losses: Sequence[dict[str, float]], evaluation: str) -> str:
+    """'loss critic=0.512 actor=-2.41 score=45.1': the seeds' mean losses over the last scan,
+    then the latest evaluation ('' before the first)."""
+    shown = [
+        f"{name.removesuffix('_loss')}={np.mean([seed[name] for seed in losses]):.3g}"
+        for name in BAR_LOSSES
+        if all(name in seed for seed in losses)
+    ]
+    return " ".join(["loss", *shown, *([evaluation] if evaluation else [])])
+
+
+def evaluation_text(returns: np.ndarray | None, scores: np.ndarray | None) -> str:
+    """The seeds' mean normalised score of an evaluation, else their mean return."""
+    if scores is not None:
+        return f"score={float(np.mean(scores)):.1f}"
+    return "" if returns is None else f"return={float(returns.mean()):.1f}"
 
 
 def _chunk_records(
@@ -221,23 +316,33 @@ def fit(
     steps: int = 1_000_000,
     eval_every: int = 5_000,
     eval_episodes: int = 10,
+    log_every: int = 1_000,
     task: Any = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
     tensorboard: bool = False,
+    wandb: WandbOptions | None = None,
 ) -> FitResult:
     """Train `agent` on raw `transitions`, one compiled program for all `seeds`.
 
     `config` defaults to the agent's official config for `task` (`offrl.agent.official_config`).
     `task` (an `offrl.data.registry.Task`) enables evaluation in its gymnasium env with the
-    normalised score; `out_dir` enables records, checkpoints and resuming.
+    normalised score; `out_dir` enables records, checkpoints and resuming. Every `log_every`
+    updates (at most `eval_every`) the losses are recorded and the progress bar moves; this
+    cadence changes no number of the run. `tensorboard` and `wandb` add loggers
+    (docs/logging.md).
     """
     agent = checked_agent(agent)
     if config is None:
         config = official_config(agent, None if task is None else task.name)
     protocol = Protocol(steps, eval_every, eval_episodes)
     protocol.validate()
+    check_log_every(log_every)
     seeds = checked_seeds(seeds)
+    run_dir = None if out_dir is None else Path(out_dir)
+    # Missing logger packages are refused before anything is read, compiled or written.
+    writer_type = tensorboard_writer_type(run_dir) if tensorboard else None
+    wandb_package = None if wandb is None else wandb_module(wandb)
     data_checksum = checksum(transitions)
     data, normalizer = prepare_data(transitions, config)
     max_action = 1.0 if task is None else action_bound(task.env_spec)
@@ -245,17 +350,18 @@ def fit(
     manifest = describe_run(
         agent, config, seeds, protocol, task, data, data_checksum, spec, normalizer
     )
-    run_dir = None if out_dir is None else Path(out_dir)
-    writer_type = tensorboard_writer_type(run_dir) if tensorboard else None
     # A run folder that cannot be resumed is refused before anything is compiled or written.
     if run_dir is not None:
         check_resume(run_dir, manifest, on_fresh_start=lambda _: None)  # said under the hold
-    with contextlib.ExitStack() as held:  # the run folder's hold and its checkpointer
+    # The run folder's hold and checkpointer, the loggers, the envs, the bar: closed in reverse.
+    with contextlib.ExitStack() as held, progress_shown(progress):
         carry = init_carry(agent, spec, config, seeds)
         checkpointer, start = None, 0
         if run_dir is not None:
             checkpointer, start, carry = open_run_folder(held, run_dir, manifest, carry)
-        writer = None if writer_type is None else writer_type(str(run_dir / "tensorboard"))
+        loggers = _open_loggers(
+            held, writer_type, wandb_package, wandb, manifest, log_every, run_dir
+        )
         base = {
             "agent": manifest.agent,
             "behavior_version": manifest.behavior_version,
@@ -272,63 +378,128 @@ def fit(
         envs = None
         if task is not None:
             envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)
-        chunks: dict[int, Any] = {}
+            held.callback(envs.close)
+        scans: dict[int, Any] = {}
         records: list[dict] = []
-        bar = tqdm(
-            total=protocol.steps,
-            initial=start,
-            disable=not progress,
-            unit="upd",
-            desc=f"{manifest.agent} {manifest.task or ''}".strip(),
-            dynamic_ncols=True,
+        bar = held.enter_context(
+            tqdm(
+                total=protocol.steps,
+                initial=start,
+                disable=not progress,
+                unit="upd",
+                desc=f"{manifest.agent} {manifest.task or ''}".strip(),
+                dynamic_ncols=True,
+            )
         )
-        try:
-            while start < protocol.steps:
-                n = min(protocol.eval_every, protocol.steps - start)
-                if n not in chunks:
-                    chunk = make_train_chunk(agent, carry, n, config.batch_size)
-                    chunks[n] = chunk.lower(carry, data, prepared).compile()
-                began = time.perf_counter()
-                new_carry, metrics = chunks[n](carry, data, prepared)
-                jax.block_until_ready(new_carry)
-                updates_per_s = n / (time.perf_counter() - began)
-                if not bool(healthy(new_carry.agent, metrics)):
-                    raise TrainingDiverged(
-                        _diverged_message(agent, carry, data, prepared, config, start, n, run_dir)
+        evaluation = ""
+        while start < protocol.steps:
+            n = min(protocol.eval_every, protocol.steps - start)
+            lengths = scan_lengths(n, log_every)
+            for length in sorted(set(lengths) - scans.keys()):
+                scans[length] = _compile_scan(agent, carry, data, prepared, config, length, bar)
+            began = time.perf_counter()
+            step, chunk_metrics, loss_records = start, [], []
+            for scanned in run_scans(scans, lengths, carry, data, prepared):
+                if not scanned.healthy:
+                    message = _diverged_message(
+                        agent, carry, data, prepared, config, step, scanned.length
                     )
-                carry, start = new_carry, start + n
-                returns = scores = None
-                if envs is not None:
-                    returns = run_episodes(
-                        lambda obs, states=carry.agent: policy(states, obs),
-                        envs,
-                        seeds,
-                        protocol.eval_episodes,
-                    )
-                    scores = task.normalized_score(returns.mean(axis=1))
-                new_records = _chunk_records(
-                    metrics, seeds, start, updates_per_s, returns, scores, base
-                )
-                records.extend(new_records)
-                if run_dir is not None:
-                    save_chunk(run_dir, checkpointer, start, n, carry, new_records)
-                if writer is not None:
-                    log_tensorboard(writer, new_records)
-                bar.update(n)
-                bar.set_postfix(_postfix(updates_per_s, returns, scores), refresh=False)
-        finally:
-            bar.close()
+                    raise TrainingDiverged(message + _what_is_kept(start, run_dir))
+                carry, step = scanned.carry, step + scanned.length
+                chunk_metrics.append(scanned.metrics)
+                losses = window_losses(scanned.metrics)
+                loss_records += [
+                    {"seed": seed, "step": step, "losses": seed_losses}
+                    for seed, seed_losses in zip(seeds, losses, strict=True)
+                ]
+                loggers.log([train_scalars(seed_losses) for seed_losses in losses], step)
+                bar.update(scanned.length)
+                bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
+            updates_per_s = n / (time.perf_counter() - began)
+            start = step
+            returns = scores = None
             if envs is not None:
-                envs.close()
-            if writer is not None:
-                writer.close()
+                returns = run_episodes(
+                    lambda obs, states=carry.agent: policy(states, obs),
+                    envs,
+                    seeds,
+                    protocol.eval_episodes,
+                )
+                scores = task.normalized_score(returns.mean(axis=1))
+            metrics = {
+                name: np.concatenate([m[name] for m in chunk_metrics], axis=1)
+                for name in chunk_metrics[0]
+            }
+            new_records = _chunk_records(
+                metrics, seeds, start, updates_per_s, returns, scores, base
+            )
+            records.extend(new_records)
+            if run_dir is not None:
+                save_chunk(run_dir, checkpointer, start, n, carry, new_records, loss_records)
+            loggers.log([evaluation_scalars(record) for record in new_records], start)
+            evaluation = evaluation_text(returns, scores)
+            bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
         return FitResult(carry=carry, normalizer=normalizer, records=records, run_dir=run_dir)
 
 
-def _postfix(updates_per_s: float, returns, scores) -> dict:
-    postfix = {"upd/s": f"{updates_per_s:.0f}"}
-    if scores is not None:
-        postfix["score"] = f"{float(np.mean(scores)):.1f}"
-    elif returns is not None:
-        postfix["return"] = f"{float(returns.mean()):.1f}"
-    return postfix
+def _compile_scan(
+    agent: ModuleType,
+    carry: Carry,
+    data: Transitions,
+    prepared: Any,
+    config: Any,
+    length: int,
+    bar: tqdm,
+) -> Any:
+    """The compiled scan of `length` updates; the bar says so while it compiles (seconds to
+    minutes) and how long it took."""
+    bar.set_postfix_str(f"compiling the {length}-update step", refresh=True)
+    began = time.perf_counter()
+    scan = make_train_chunk(agent, carry, length, config.batch_size)
+    compiled = scan.lower(carry, data, prepared).compile()
+    bar.set_postfix_str(f"compiled in {time.perf_counter() - began:.0f} s", refresh=True)
+    return compiled
+
+
+def _open_loggers(
+    held: contextlib.ExitStack,
+    writer_type: type | None,
+    wandb_package: ModuleType | None,
+    wandb: WandbOptions | None,
+    manifest: RunManifest,
+    log_every: int,
+    run_dir: Path | None,
+) -> RunLoggers:
+    """The chosen loggers' streams for every seed, closed when `held` is (W&B runs marked failed
+    when an error closes it), those opened before a logger fails to open included."""
+    loggers = RunLoggers([])
+    held.push(lambda error_type, *_: loggers.close(failed=error_type is not None))
+    seeds = list(manifest.seeds)
+    if writer_type is not None:
+        loggers.loggers.append(tensorboard_streams(writer_type, run_dir, seeds))
+    if wandb_package is not None:
+        name = f"{manifest.agent}-{manifest.task or 'data'}"
+        config = _logged_config(manifest, log_every, run_dir)
+        loggers.loggers.append(wandb_streams(wandb_package, wandb, name, config, seeds, run_dir))
+    return loggers
+
+
+def _logged_config(manifest: RunManifest, log_every: int, run_dir: Path | None) -> dict:
+    """What a W&B run shows as its config: the hyper-parameters at the top level (as CORL logs
+    them, so runs filter by them), then the protocol and the data."""
+    return {
+        **manifest.config,
+        "agent": manifest.agent,
+        "behavior_version": manifest.version,
+        "task": manifest.task,
+        "steps": manifest.steps,
+        "eval_every": manifest.eval_every,
+        "eval_episodes": manifest.eval_episodes,
+        "log_every": log_every,
+        "seeds": list(manifest.seeds),
+        "dataset_checksum": manifest.checksum,
+        "dataset_size": manifest.dataset_size,
+        "run_dir": None if run_dir is None else str(run_dir),
+        "offrl_version": manifest.offrl_version,
+        "git_commit": manifest.git_commit,
+    }

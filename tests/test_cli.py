@@ -79,8 +79,12 @@ def test_unknown_verb_is_an_error(capsys):
                 "--steps",
                 "--eval-every",
                 "--eval-episodes",
+                "--log-every",
                 "--out",
                 "--no-progress",
+                "--tensorboard",
+                "--wandb",
+                "--wandb-mode",
                 # the agent's hyper-parameters become flags of their own
                 "--alpha",
                 "--actor-lr",
@@ -400,6 +404,7 @@ def test_unknown_task_suggests_the_closest(capsys, untouched):
         (["--seeds", "0"], ["--seeds must be >= 1, got 0"]),
         (["--steps", "0"], ["--steps must be >= 1, got 0"]),
         (["--eval-episodes", "0"], ["--eval-episodes must be >= 1, got 0"]),
+        (["--log-every", "0"], ["--log-every must be >= 1, got 0"]),
     ],
 )
 def test_invalid_options(hopper_dataset, capsys, untouched, flags, needles):

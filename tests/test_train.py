@@ -8,6 +8,7 @@ the files are the real ones. Runs that share a seed count share JAX's in-process
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import re
@@ -33,6 +34,8 @@ from offrl.data.registry import load_task
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import episode_seeds
 from offrl.fused import init_carry, make_train_chunk, update_compiler_options
+from offrl.results import LOSSES as LOSSES_FILE
+from offrl.results import RECORDS
 from offrl.train import fit, prepare_data
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
@@ -41,8 +44,8 @@ SMALL_FLAGS = ["--hidden-dims", "64", "64", "--batch-size", "64"]
 LOSSES = {"actor_loss", "bc_loss", "critic_loss", "lambda", "q_mean"}
 
 
-def read_records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+def read_records(run_dir: Path, name: str = RECORDS) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
@@ -237,6 +240,77 @@ def test_the_scan_on_cpu_takes_eigen_dots_with_the_numbers_of_xla_default_dots(l
         np.testing.assert_allclose(eigen_metrics[name], xla_metrics[name], rtol=1e-4)
 
 
+# --- 2c. scans of `log_every` updates: steady loss records and a moving bar, same numbers ------
+
+
+@pytest.fixture(scope="module")
+def cut_run(loaded, tmp_path_factory):
+    """The reference run again, each chunk of 100 updates cut into scans of 30, 30, 30 and 10,
+    with its progress bar drawn into a string."""
+    run_dir = tmp_path_factory.mktemp("cut") / "run"
+    drawn = io.StringIO()
+    with contextlib.redirect_stderr(drawn):
+        result = fit(
+            TD3BC,
+            loaded.transitions,
+            TD3BC.Config(**SMALL),
+            seeds=[0, 1],
+            steps=200,
+            eval_every=100,
+            eval_episodes=2,
+            log_every=30,
+            task=loaded.task,
+            out_dir=run_dir,
+            progress=True,
+        )
+    return result, drawn.getvalue()
+
+
+def test_cutting_chunks_into_scans_changes_no_number(two_seed_run, cut_run):
+    result, _ = cut_run
+    leaves = zip(jax.tree.leaves(result.carry), jax.tree.leaves(two_seed_run.carry), strict=True)
+    for cut, whole in leaves:
+        np.testing.assert_array_equal(np.asarray(cut), np.asarray(whole))
+
+    def timeless(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "updates_per_s"} for r in records]
+
+    # Losses, returns, episode returns: all equal.
+    assert timeless(result.records) == timeless(two_seed_run.records)
+
+
+def test_losses_are_recorded_after_every_scan(cut_run):
+    result, _ = cut_run
+    losses = read_records(result.run_dir, LOSSES_FILE)
+    steps = [30, 60, 90, 100, 130, 160, 190, 200]
+    assert [(r["step"], r["seed"]) for r in losses] == [(s, seed) for s in steps for seed in (0, 1)]
+    assert all(set(r["losses"]) == LOSSES for r in losses)
+    # Each record averages the updates since the one before: weighted by their counts, a
+    # chunk's windows give the chunk's mean (the critic loss is computed at every update).
+    for record in result.records:
+        step, seed = record["step"], record["seed"]
+        windows = [r for r in losses if r["seed"] == seed and step - 100 < r["step"] <= step]
+        counts = np.diff([step - 100] + [r["step"] for r in windows])
+        means = [r["losses"]["critic_loss"] for r in windows]
+        assert np.dot(counts, means) / 100 == pytest.approx(record["losses"]["critic_loss"])
+    assert losses[0]["losses"] != losses[2]["losses"]  # a window per record, not one repeated
+
+
+def test_the_bar_moves_every_scan_and_labels_its_fields(cut_run):
+    result, drawn = cut_run
+    states = [line for line in re.split(r"[\r\n]", drawn) if "td3bc" in line]
+    assert any("compiling the 30-update step" in s for s in states)
+    assert any("compiling the 10-update step" in s for s in states)
+    final = states[-1]
+    assert "200/200" in final
+    last_window = read_records(result.run_dir, LOSSES_FILE)[-2:]
+    mean_critic = np.mean([r["losses"]["critic_loss"] for r in last_window])
+    assert f"loss critic={mean_critic:.3g} actor=" in final
+    mean_return = np.mean([r["return"] for r in result.records[-2:]])
+    assert final.rstrip().endswith(f"return={mean_return:.1f}]")
+    assert final.count("upd/s") == 1  # tqdm's own rate, no second one
+
+
 # --- 3. an interrupted run resumes to the numbers of an uninterrupted one --------------------
 
 
@@ -299,6 +373,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(hopper_dataset, tmp_path
     for r in (*resumed, *uninterrupted):
         assert math.isfinite(r.pop("updates_per_s"))
     assert resumed == uninterrupted  # returns, episode returns, losses: exactly equal
+    # The loss records the killed process wrote past its checkpoint were cut on resuming.
+    assert read_records(a, LOSSES_FILE) == read_records(b, LOSSES_FILE)
     # What the killed process wrote before its checkpoint is part of that identical history.
     for record in killed_records:
         if record["step"] <= killed_at:
@@ -333,6 +409,7 @@ def test_crash_between_records_and_checkpoint_is_replayed(loaded, two_seed_run, 
     for r in (*replayed, *original):
         r.pop("updates_per_s")
     assert replayed == original
+    assert read_records(run_dir, LOSSES_FILE) == read_records(two_seed_run.run_dir, LOSSES_FILE)
     assert checkpoint_steps(run_dir) == [100, 200]
 
 
@@ -386,9 +463,12 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(diverged_run):
     assert [(r["step"], r["seed"]) for r in records] == [
         (s, seed) for s in range(100, good + 1, 100) for seed in (0, 1)
     ]
+    losses = read_records(run_dir, LOSSES_FILE)
+    assert max(r["step"] for r in losses) == good
     assert sorted(p.name for p in run_dir.iterdir()) == [
         ".lock",
         "checkpoints",
+        "losses.jsonl",
         "records.jsonl",
         "run.json",
     ]

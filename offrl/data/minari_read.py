@@ -22,6 +22,7 @@ from minari.dataset.minari_storage import MinariStorage
 from offrl.data.minari_cache import MINARI_HDF5_FILE, minari_dataset_path
 from offrl.envs import flatten_goal_observation, is_goal_space
 from offrl.errors import DatasetError
+from offrl.progress import advancing, step_bar
 
 _COLLECT_HINT = (
     "offrl data collect --env Hopper-v5 --policy random --steps 100000 --dataset-id {id}"
@@ -151,7 +152,8 @@ def load_minari_arrays(dataset_id: str) -> MinariArrays:
     try:
         dataset = minari.load_dataset(dataset_id)
         _check_spaces(dataset_id, dataset.observation_space, dataset.action_space)
-        return flatten_episodes(dataset.iterate_episodes())
+        with step_bar(f"reading {dataset_id}", dataset.total_episodes, "episode") as bar:
+            return flatten_episodes(advancing(dataset.iterate_episodes(), bar))
     except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as error:
         raise DatasetError(
             f"Minari dataset '{dataset_id}' at {info.path / 'data'} cannot be read ({error!r}): "

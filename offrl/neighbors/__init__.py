@@ -30,7 +30,12 @@ run), `query` (inside the compiled step), `candidates`, `jax_search`, `faiss_sea
 """
 
 from offrl.neighbors.build import build_constraint
-from offrl.neighbors.candidates import CANDIDATE_PROBES, state_candidates
+from offrl.neighbors.candidates import (
+    CANDIDATE_PROBES,
+    build_blocks,
+    ivf_candidates,
+    state_candidates,
+)
 from offrl.neighbors.constraint import (
     BOUND_SLACK_ABSOLUTE,
     BOUND_SLACK_RELATIVE,
@@ -75,6 +80,7 @@ __all__ = [
     "SearchFn",
     "array_digest",
     "brute_force_kth",
+    "build_blocks",
     "build_constraint",
     "build_faiss_index",
     "cache_dir",
@@ -85,6 +91,7 @@ __all__ = [
     "faiss_nearest",
     "gather_neighbourhood",
     "host_search",
+    "ivf_candidates",
     "jax_search",
     "neighbour_actions",
     "resolve_search",

@@ -3,16 +3,34 @@ beyond which every other row lies. Built on the host once, cached on disk."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import faiss
 import numpy as np
 
 from offrl.neighbors.disk_cache import array_digest, cache_dir
 from offrl.neighbors.pruned_ivf import training_sample
+from offrl.progress import step_bar
 from offrl.results import atomic_write
 
 # IVF cells probed per row when building candidate lists on large data: 16 of sqrt(N) cells keep
 # the lists 93% exact and R at 0.84 of the exact radius (median) on 1M halfcheetah rows.
 CANDIDATE_PROBES = 16
+
+
+def build_blocks(n: int) -> list[range]:
+    """The row ranges that building searches (and adds) one FAISS call at a time, for the progress
+    bars. FAISS's flat search computes distances with BLAS for calls of at least
+    `distance_compute_blas_threshold` queries, `distance_compute_blas_query_bs` at a time, and
+    directly below that, rounding differently: ranges of whole query blocks, none under the
+    threshold unless it is the only one, give each row the distances of one call over all rows."""
+    threshold = faiss.cvar.distance_compute_blas_threshold
+    query_block = faiss.cvar.distance_compute_blas_query_bs
+    size = -(-max(threshold, 16 * query_block) // query_block) * query_block
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < threshold:
+        starts.pop()
+    return [range(a, b) for a, b in zip(starts, [*starts[1:], n], strict=True)]
 
 
 def state_candidates(
@@ -30,20 +48,18 @@ def state_candidates(
     the states' hash.
     """
     states = np.ascontiguousarray(states, dtype=np.float32)
-    n, dim = states.shape
+    n = len(states)
     k = min(num_candidates, n)
     path = cache_dir() / f"{array_digest(states)}-candidates{k}-probe{CANDIDATE_PROBES}.npz"
     if path.exists():
         with np.load(path) as stored:
             return stored["candidates"], stored["radius"]
-    if n <= exact_below:
-        index = faiss.IndexFlatL2(dim)
-        index.add(states)
-        dist2, candidates = index.search(states, min(k + 1, n))
-        radius = np.sqrt(np.maximum(dist2[:, k], 0.0)) if k < n else np.full(n, np.inf)
-        candidates = candidates[:, :k]
-    else:
-        candidates, radius = _ivf_candidates(states, k)
+    with step_bar(f"neighbour candidate lists ({n:,} rows, {k} each)", n, "row") as bar:
+        if n <= exact_below:
+            candidates, radius = _exact_candidates(states, k)
+            bar.update(n)
+        else:
+            candidates, radius = ivf_candidates(states, k, build_blocks(n), bar.update)
     candidates = candidates.astype(np.int32)
     radius = radius.astype(np.float32)
     atomic_write(path, lambda tmp: _save_npz(tmp, candidates=candidates, radius=radius))
@@ -55,9 +71,26 @@ def _save_npz(path: str, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
-def _ivf_candidates(
-    states: np.ndarray, k: int, *, nprobe: int = CANDIDATE_PROBES, ranked: int = 32
+def _exact_candidates(states: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n, dim = states.shape
+    index = faiss.IndexFlatL2(dim)
+    index.add(states)
+    dist2, candidates = index.search(states, min(k + 1, n))
+    radius = np.sqrt(np.maximum(dist2[:, k], 0.0)) if k < n else np.full(n, np.inf)
+    return candidates[:, :k], radius
+
+
+def ivf_candidates(
+    states: np.ndarray,
+    k: int,
+    blocks: Sequence[range],
+    advance: Callable[[int], None],
+    *,
+    nprobe: int = CANDIDATE_PROBES,
+    ranked: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """`state_candidates` of large data, searched a row range of `blocks` at a time, each told
+    to `advance`."""
     n, dim = states.shape
     nlist = int(np.clip(np.sqrt(n), 16, 4096))
     quantizer = faiss.IndexFlatL2(dim)
@@ -65,19 +98,32 @@ def _ivf_candidates(
     index.train(training_sample(states, 64 * nlist))
     index.add(states)
     index.nprobe = nprobe
-    dist2, candidates = index.search(states, k + 1)
+    centroids = quantizer.reconstruct_n(0, nlist)
+    parts = []
+    for rows in blocks:
+        queries = states[rows.start : rows.stop]
+        parts.append(_ivf_block(index, centroids, queries, np.asarray(rows), k, ranked))
+        advance(len(rows))
+    return np.concatenate([c for c, _ in parts]), np.concatenate([r for _, r in parts])
+
+
+def _ivf_block(
+    index, centroids: np.ndarray, queries: np.ndarray, rows: np.ndarray, k: int, ranked: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`ivf_candidates` for the dataset rows `rows` (whose states are `queries`)."""
+    nlist, nprobe = len(centroids), index.nprobe
+    dist2, candidates = index.search(queries, k + 1)
     # Probed rows past the list are at least as far as the first of them (row k + 1).
     last = np.where(candidates[:, k] >= 0, np.sqrt(np.maximum(dist2[:, k], 0.0)), np.inf)
     # An unfilled slot (probed cells hold fewer than k rows) points at the row itself.
-    candidates = np.where(candidates[:, :k] >= 0, candidates[:, :k], np.arange(n)[:, None])
+    candidates = np.where(candidates[:, :k] >= 0, candidates[:, :k], rows[:, None])
 
-    centroids = quantizer.reconstruct_n(0, nlist)
-    cell_dist2, cells = quantizer.search(states, min(nprobe + ranked, nlist))
+    cell_dist2, cells = index.quantizer.search(queries, min(nprobe + ranked, nlist))
     own = np.sqrt(np.maximum(cell_dist2[:, :1], 0.0))
     unprobed = cells[:, nprobe:]
     gap = np.linalg.norm(centroids[unprobed] - centroids[cells[:, :1]], axis=-1)
     bisector = (cell_dist2[:, nprobe:] - cell_dist2[:, :1]) / np.maximum(2.0 * gap, 1e-12)
-    bound = bisector.min(axis=1) if unprobed.shape[1] else np.full(n, np.inf)
+    bound = bisector.min(axis=1) if unprobed.shape[1] else np.full(len(rows), np.inf)
     if cells.shape[1] < nlist:
         beyond = (np.sqrt(np.maximum(cell_dist2[:, -1], 0.0)) - own[:, 0]) / 2.0
         bound = np.minimum(bound, beyond)

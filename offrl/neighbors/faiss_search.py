@@ -8,10 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from offrl.neighbors.candidates import build_blocks
 from offrl.neighbors.constraint import DatasetConstraint, SearchFn
 from offrl.neighbors.disk_cache import array_digest, cache_dir
 from offrl.neighbors.pruned_ivf import PrunedIVF, faiss_kth_rows, training_sample
 from offrl.neighbors.row_memory import RowMemory
+from offrl.progress import step_bar
 from offrl.results import atomic_write
 
 
@@ -30,13 +32,20 @@ def build_faiss_index(keys: np.ndarray, search: str, *, hnsw_m: int, ivf_lists: 
     path = cache_dir() / f"{array_digest(keys)}-{search}-{params}.faiss"
     if path.exists():
         return faiss.read_index(str(path))
-    if search == "faiss-hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m)
-        index.hnsw.efConstruction = 2 * hnsw_m
-    else:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, min(ivf_lists, keys.shape[0]))
-        index.train(training_sample(keys, 64 * index.nlist))
-    index.add(keys)
+    described = f"neighbour index ({search}, {params}, {len(keys):,} keys)"
+    with step_bar(described, len(keys), "key") as bar:
+        if search == "faiss-hnsw":
+            index = faiss.IndexHNSWFlat(dim, hnsw_m)
+            index.hnsw.efConstruction = 2 * hnsw_m
+            index.add(keys)  # in one call: HNSW's graph depends on how its inserts are batched
+            bar.update(len(keys))
+        else:
+            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, min(ivf_lists, keys.shape[0]))
+            index.train(training_sample(keys, 64 * index.nlist))
+            # Each key joins its cell's list in key order however the adds are batched.
+            for rows in build_blocks(len(keys)):
+                index.add(keys[rows.start : rows.stop])
+                bar.update(len(rows))
     atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
     return index
 
