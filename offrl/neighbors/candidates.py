@@ -3,10 +3,10 @@ beyond which every other row lies. Built on the host once, cached on disk."""
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 from offrl.neighbors.disk_cache import array_digest, cache_dir
+from offrl.neighbors.faiss_module import faiss_module
 from offrl.neighbors.pruned_ivf import training_sample
 from offrl.results import atomic_write
 
@@ -37,7 +37,7 @@ def state_candidates(
         with np.load(path) as stored:
             return stored["candidates"], stored["radius"]
     if n <= exact_below:
-        index = faiss.IndexFlatL2(dim)
+        index = faiss_module().IndexFlatL2(dim)
         index.add(states)
         dist2, candidates = index.search(states, min(k + 1, n))
         radius = np.sqrt(np.maximum(dist2[:, k], 0.0)) if k < n else np.full(n, np.inf)
@@ -60,6 +60,7 @@ def _ivf_candidates(
 ) -> tuple[np.ndarray, np.ndarray]:
     n, dim = states.shape
     nlist = int(np.clip(np.sqrt(n), 16, 4096))
+    faiss = faiss_module()
     quantizer = faiss.IndexFlatL2(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist)
     index.train(training_sample(states, 64 * nlist))
