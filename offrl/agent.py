@@ -75,6 +75,10 @@ class Agent(Protocol):
     (normalised) dataset (`no_preparation` for most agents); the loop passes it to every
     `update(state, batch, key, context)` inside the compiled scan as `context.prepared`, beside
     the batch's dataset rows `context.rows`. `init`, `update` and `act` are jittable.
+
+    Optional: `stack_prepared(prepared_list)` stacks several datasets' `prepare` results on a
+    leading axis (padded to the longest) for one program over the datasets (`offrl.grouped`), or
+    returns None when they cannot share one; agents that prepare nothing need none.
     """
 
     Config: type

@@ -27,7 +27,8 @@ only: it changes which path answers a query, never the answer.
 
 Modules, one job each: `constraint` (the record and the backends' interface), `build` (once per
 run), `query` (inside the compiled step), `candidates`, `jax_search`, `faiss_search`,
-`pruned_ivf`, `row_memory`, `disk_cache` and `faiss_module` (FAISS imported on first use). Their public names are re-exported here.
+`pruned_ivf`, `row_memory`, `disk_cache`, `stacking` (several datasets' constraints in one
+program) and `faiss_module` (FAISS imported on first use). Their public names are re-exported here.
 """
 
 from offrl.neighbors.build import build_constraint
@@ -67,6 +68,7 @@ from offrl.neighbors.query import (
     neighbour_actions,
 )
 from offrl.neighbors.row_memory import RowMemory
+from offrl.neighbors.stacking import PAD_KEY, stack_constraints
 
 __all__ = [
     "BOUND_SLACK_ABSOLUTE",
@@ -75,6 +77,7 @@ __all__ = [
     "EXACT_SEARCHES",
     "JAX_QUERY_BLOCK",
     "JAX_TILE_ROWS",
+    "PAD_KEY",
     "SEARCHES",
     "DatasetConstraint",
     "Neighbourhood",
@@ -96,6 +99,7 @@ __all__ = [
     "jax_search",
     "neighbour_actions",
     "resolve_search",
+    "stack_constraints",
     "state_candidates",
     "training_sample",
     "validate_search",
