@@ -11,6 +11,11 @@ FLOPs and share of that peak. Where the updates' compiler options differ from XL
 defaults (CPU: Eigen dots, see `offrl.train.update_compiler_options`), the fused scan and the
 JAX-CORL-style reference are also timed with the defaults, so the options' share is printed.
 
+K runs in one program (`--group K`, `offrl.grouped`: K datasets of one shape, each run sampling its
+own rows, as `offrl bench` and `fit_many` group one environment's datasets): per-run and total
+updates/s against one run alone, and the compile time of the one program against K programs
+compiled one by one; `--group-only` measures that alone.
+
 PRDC's cost depends on the data's structure (where neighbours lie), so it is measured on a REAL
 1M-transition dataset (`--prdc-task`): its step time beside TD3+BC's on the same data for every
 neighbour search, the search's share of the step, its recall@1 against the exact search on the
@@ -24,6 +29,7 @@ import argparse
 import functools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +41,7 @@ from offrl.agent import Context, DatasetSpec
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions, sample, sample_rows, take
 from offrl.fused import Carry, init_carry, make_train_chunk, update_compiler_options
+from offrl.grouped import make_group_chunk, stack_carries, stack_datasets
 from offrl.neighbors import constrained_actions
 from offrl.train import prepare_data
 
@@ -200,6 +207,81 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
     return Rates(**{name: chunk / seconds for name, seconds in best.items()})
 
 
+@dataclass
+class GroupRates:
+    one_run: float
+    """updates/s of one run alone (one dataset, one seed)."""
+    per_run: float
+    """updates/s of each of the K runs in one program."""
+    per_seed: float
+    """updates/s of each of K seeds vmapped on the first dataset (`fit`'s program)."""
+    one_run_compile_s: float
+    group_compile_s: float
+
+
+def compiled_and_seconds(chunk, *args) -> tuple[Any, float]:
+    began = time.perf_counter()
+    compiled = chunk.lower(*args).compile()
+    return compiled, time.perf_counter() - began
+
+
+def measure_group(
+    agent, config, datasets: list[Transitions], chunk: int, rounds: int
+) -> GroupRates:
+    """One run on the first dataset against one run per dataset in one program, and K seeds on
+    the first dataset in one program (what the dataset axis adds to vmapping), timed in
+    interleaved rounds."""
+    spec = DatasetSpec(OBS_DIM, ACTION_DIM)
+    one = init_carry(agent, spec, config, [0])
+    single, single_s = compiled_and_seconds(
+        make_train_chunk(agent, one, chunk, config.batch_size), one, datasets[0], None
+    )
+    many = stack_carries([one] * len(datasets))
+    stacked = stack_datasets(datasets)
+    group, group_s = compiled_and_seconds(
+        make_group_chunk(agent, many, chunk, config.batch_size), many, stacked, None
+    )
+    seeds = init_carry(agent, spec, config, list(range(len(datasets))))
+    vmapped = make_train_chunk(agent, seeds, chunk, config.batch_size)
+    variants = {
+        "one_run": lambda: jax.block_until_ready(single(one, datasets[0], None)),
+        "per_run": lambda: jax.block_until_ready(group(many, stacked, None)),
+        "per_seed": lambda: jax.block_until_ready(vmapped(seeds, datasets[0], None)),
+    }
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(rounds):
+        for name, call in variants.items():
+            best[name] = min(best[name], best_seconds(call, repeats=1))
+    rates = {name: chunk / seconds for name, seconds in best.items()}
+    return GroupRates(**rates, one_run_compile_s=single_s, group_compile_s=group_s)
+
+
+def group_section(names: list[str], runs: int, size: int, chunk: int, rounds: int) -> None:
+    """K runs (K datasets of halfcheetah shape, 1 seed each, sizes size, 3/4 size, ...) in one
+    compiled program against one run alone."""
+    sizes = [max(size * (4 - i % 4) // 4, 1) for i in range(runs)]
+    datasets = [random_dataset(n, seed=i) for i, n in enumerate(sizes)]
+    print(
+        f"\n{runs} runs in one program ({runs} datasets of {', '.join(map(str, sizes))} rows, one "
+        f"seed each, {chunk}-update chunks) against one run alone:"
+    )
+    print(
+        f"{'agent':8} {'one run':>8} {f'{runs} in one/run':>14} {'total':>8} {'total/one':>9} "
+        f"{f'{runs} seeds/seed':>13} {'total/one':>9} {'compile 1 run s':>15} "
+        f"{f'compile {runs} in one s':>18} {f'x{runs} one by one':>14}"
+    )
+    for name in names:
+        agent = AGENTS[name]
+        rates = measure_group(agent, agent.Config(), datasets, chunk, rounds)
+        total = rates.per_run * runs
+        print(
+            f"{name:8} {rates.one_run:8.1f} {rates.per_run:14.1f} {total:8.1f} "
+            f"{total / rates.one_run:9.2f} {rates.per_seed:13.1f} "
+            f"{rates.per_seed * runs / rates.one_run:9.2f} {rates.one_run_compile_s:15.1f} "
+            f"{rates.group_compile_s:18.1f} {runs * rates.one_run_compile_s:14.1f}"
+        )
+
+
 # (label, PRDC config overrides): every search, with and without certified candidate lists. The
 # default (None) is timed on the warmed-up constraint: its row memory fills along the run.
 PRDC_SEARCHES = (
@@ -308,9 +390,19 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=400, help="updates fused per call")
     parser.add_argument("--seeds", type=int, default=5, help="seeds vmapped together")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument(
+        "--group", type=int, default=3, help="K runs (datasets) in one program (0 skips)"
+    )
+    parser.add_argument(
+        "--group-only", action="store_true", help="measure only the K runs in one program"
+    )
     args = parser.parse_args()
 
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}")
+    names = [name for name in args.agents if name != "prdc"]
+    if args.group_only:
+        group_section(names, args.group, args.size, args.chunk, args.rounds)
+        return
     data = random_dataset(args.size)
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak (best of 512/1024/2048 square): {peak:.1f} GFLOP/s")
@@ -332,7 +424,7 @@ def main() -> None:
         f"{'total/fused':>11}"
     )
     baseline = None
-    for name in (name for name in args.agents if name != "prdc"):
+    for name in names:
         agent = AGENTS[name]
         config = agent.Config()
         one = single_seed(agent, config)
@@ -372,6 +464,8 @@ def main() -> None:
                 f"FLOPs x{gflop / baseline[1]:.2f}"
             )
 
+    if args.group:
+        group_section(names, args.group, args.size, args.chunk, args.rounds)
     if args.prdc_task:
         prdc_section(args.prdc_task, args.prdc_warmup, args.chunk)
 
