@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 RESULTS ?= results
 
-.PHONY: install test test-slow lint format bench bench-peer leaderboard bench-speed clean
+.PHONY: install install-cuda test test-slow lint format bench bench-peer leaderboard bench-speed clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
+
+# A machine with an NVIDIA GPU: the same venv plus JAX's CUDA 12 build (offrl[cuda]); every target
+# then trains on the GPU.
+install-cuda: install
+	$(BIN)/pip install -e '.[dev,cuda]'
 
 test: install
 	$(BIN)/python -m pytest

@@ -26,6 +26,7 @@ from offrl.neighbors import (
     build_constraint,
     gather_neighbourhood,
     neighbour_actions,
+    stack_constraints,
     validate_search,
 )
 from offrl.td3 import TD3Config, actor_step, first_member, normalized_q_bc_loss, td3_update
@@ -38,6 +39,7 @@ __all__ = [
     "act",
     "init",
     "prepare",
+    "stack_prepared",
     "update",
 ]
 
@@ -108,6 +110,10 @@ def prepare(data: Transitions, config: Config) -> DatasetConstraint:
         ivf_nprobe=config.ivf_nprobe,
         memory=config.memory,
     )
+
+
+# Several datasets' constraints in one program (`offrl.grouped`): the `jax` search only.
+stack_prepared = stack_constraints
 
 
 def update_actor(

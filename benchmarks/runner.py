@@ -1,7 +1,11 @@
 """`offrl bench`: a profile's (agent, task, seed group) runs, trained and stored, then the board.
 
-Each run is one `fit` call (the group's seeds vmapped in one program) in its own folder under
-`<results>/runs/`, so an interrupted bench resumes every unfinished run from its checkpoint.
+Each run (an agent on a task for a group of seeds, vmapped) has its own folder under
+`<results>/runs/`, so an interrupted bench resumes every unfinished run from its checkpoint. Runs
+of one agent, config, protocol and seed group on one evaluation environment (hopper medium,
+medium-replay, medium-expert, ...) train together, all their (dataset, seed) runs in one compiled
+program (`offrl.train_group.fit_many`: each run with the numbers of its own `fit` call, up to float
+rounding); `--no-group` trains each run alone.
 Finished (agent and its behaviour version, task, seed, config, protocol, dataset checksum) keys in
 the store are skipped unless `force`.
 Executors: `local` (in this process, or `workers` processes) and `ray` (one Ray task per run).
@@ -28,11 +32,12 @@ from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for
 from offrl.agent import behavior_version, resolve_agent
 from offrl.data import generate, minari_io
-from offrl.data.registry import known_task_names, load_task, resolve_task
+from offrl.data.registry import LoadedTask, known_task_names, load_task, resolve_task
 from offrl.errors import ConfigError, DatasetError
 from offrl.locks import hold
 from offrl.progress import progress_shown
 from offrl.train import Protocol, fit
+from offrl.train_group import GroupMember, fit_many
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +97,26 @@ def plan(
     return specs
 
 
-def execute(
-    spec: RunSpec, results: Path, progress: bool = True, fresh: bool = False
-) -> list[store.RunRecord]:
-    """Train one run and return its per-seed records; its folder is resumed unless `fresh`."""
+def group_key(spec: RunSpec) -> tuple:
+    """What runs must share to train in one program: agent, config, protocol and seeds, and the
+    evaluation environment (so equal observation and action sizes and action bounds)."""
+    env_id = resolve_task(spec.task).env_spec.id
+    return (spec.agent, store.config_hash(spec.config), spec.protocol, spec.seeds, env_id)
+
+
+def group_runs(specs: Sequence[RunSpec], group: bool = True) -> list[tuple[RunSpec, ...]]:
+    """The planned runs as units of work, in plan order: each `group_key`'s runs together, or
+    (`group` False) one run per unit."""
+    if not group:
+        return [(spec,) for spec in specs]
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(group_key(spec), []).append(spec)
+    return [tuple(runs) for runs in groups.values()]
+
+
+def load_planned(spec: RunSpec, results: Path, fresh: bool, progress: bool) -> LoadedTask:
+    """The run's dataset, refused when it is not the one planned; its folder emptied if `fresh`."""
     with progress_shown(progress):
         loaded = load_task(spec.task)
     if loaded.checksum != spec.dataset_checksum:
@@ -107,6 +128,15 @@ def execute(
     run_dir = spec.run_dir(results)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
+    return loaded
+
+
+def execute(
+    spec: RunSpec, results: Path, progress: bool = True, fresh: bool = False
+) -> list[store.RunRecord]:
+    """Train one run and return its per-seed records; its folder is resumed unless `fresh`."""
+    loaded = load_planned(spec, results, fresh, progress)
+    run_dir = spec.run_dir(results)
     began = time.perf_counter()
     fit(
         resolve_agent(spec.agent),
@@ -123,30 +153,72 @@ def execute(
     return store.records_from_run_dir(run_dir, wall_s=time.perf_counter() - began)
 
 
-def execute_and_store(spec: RunSpec, results: Path, progress: bool, fresh: bool) -> str:
-    """A local worker's job: train, then append to the shared store (flock-safe)."""
-    store.append(results / "runs.jsonl", execute(spec, results, progress, fresh))
-    return spec.label
+def execute_group(
+    group: Sequence[RunSpec], results: Path, progress: bool = True, fresh: bool = False
+) -> list[store.RunRecord]:
+    """Train a unit of `group_runs` (one run: `execute`) and return every run's per-seed
+    records, each read from its own folder as `execute` reads it; `wall_s` is the group's."""
+    if len(group) == 1:
+        return execute(group[0], results, progress, fresh)
+    members = [
+        GroupMember(loaded.transitions, loaded.task, spec.run_dir(results))
+        for spec, loaded in ((spec, load_planned(spec, results, fresh, progress)) for spec in group)
+    ]
+    first = group[0]
+    began = time.perf_counter()
+    fit_many(
+        resolve_agent(first.agent),
+        members,
+        first.config,
+        seeds=first.seeds,
+        steps=first.protocol.steps,
+        eval_every=first.protocol.eval_every,
+        eval_episodes=first.protocol.eval_episodes,
+        progress=progress,
+    )
+    wall_s = time.perf_counter() - began
+    return [
+        record
+        for spec in group
+        for record in store.records_from_run_dir(spec.run_dir(results), wall_s=wall_s)
+    ]
+
+
+def execute_and_store(
+    group: Sequence[RunSpec], results: Path, progress: bool, fresh: bool
+) -> list[str]:
+    """A local worker's job: train a unit of runs, then append to the shared store (flock-safe);
+    returns the runs' labels."""
+    store.append(results / "runs.jsonl", execute_group(group, results, progress, fresh))
+    return [spec.label for spec in group]
 
 
 def run_local(
-    specs: Sequence[RunSpec], results: Path, workers: int, fresh: bool, on_done: Callable
+    groups: Sequence[Sequence[RunSpec]],
+    results: Path,
+    workers: int,
+    fresh: bool,
+    on_done: Callable,
 ) -> None:
     if workers <= 1:
-        for spec in specs:
-            on_done(execute_and_store(spec, results, True, fresh))
+        for group in groups:
+            on_done(execute_and_store(group, results, True, fresh))
         return
     # spawn: JAX and its thread pools must not be forked.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(execute_and_store, spec, results, False, fresh) for spec in specs]
+        futures = [pool.submit(execute_and_store, g, results, False, fresh) for g in groups]
         for future in as_completed(futures):
             on_done(future.result())
 
 
 def run_ray(
-    specs: Sequence[RunSpec], results: Path, address: str | None, fresh: bool, on_done: Callable
+    groups: Sequence[Sequence[RunSpec]],
+    results: Path,
+    address: str | None,
+    fresh: bool,
+    on_done: Callable,
 ) -> None:
-    """One Ray task per run; records come back to this process, which appends them."""
+    """One Ray task per unit of runs; records come back to this process, which appends them."""
     try:
         import ray
     except ImportError as err:
@@ -158,13 +230,13 @@ def run_ray(
             f"no Ray cluster answers at --address {address} ({err}): start one with "
             "`ray start --head`, or leave --address out to start a local Ray instance"
         ) from None
-    remote = ray.remote(num_cpus=1)(execute)
-    pending = {remote.remote(spec, results, False, fresh): spec for spec in specs}
+    remote = ray.remote(num_cpus=1)(execute_group)
+    pending = {remote.remote(group, results, False, fresh): group for group in groups}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
-        spec = pending.pop(ready[0])
+        group = pending.pop(ready[0])
         store.append(results / "runs.jsonl", ray.get(ready[0]))
-        on_done(spec.label)
+        on_done([spec.label for spec in group])
 
 
 def remake_reason(task: str) -> str | None:
@@ -228,6 +300,7 @@ def bench(
     executor: str = "local",
     address: str | None = None,
     force: bool = False,
+    group: bool = True,
 ) -> list[RunSpec]:
     """Run a profile (or its name) end to end: datasets, runs not stored yet, the store.
 
@@ -258,15 +331,16 @@ def bench(
             )
         bar = tqdm(total=len(specs), desc=f"bench {profile.name}", unit="run", position=0)
 
-        def on_done(label: str) -> None:
-            bar.update(1)
-            bar.set_postfix_str(label, refresh=True)
+        def on_done(labels: list[str]) -> None:
+            bar.update(len(labels))
+            bar.set_postfix_str("; ".join(labels), refresh=True)
 
+        groups = group_runs(specs, group)
         try:
             if executor == "ray":
-                run_ray(specs, results, address, force, on_done)
+                run_ray(groups, results, address, force, on_done)
             else:
-                run_local(specs, results, workers, force, on_done)
+                run_local(groups, results, workers, force, on_done)
         finally:
             bar.close()
     return specs
@@ -290,6 +364,9 @@ class BenchArgs:
     """Ray cluster address (e.g. auto); default: start a local Ray instance."""
     force: bool = False
     """Train runs the store already holds again, from scratch."""
+    group: bool = True
+    """Train the runs of one agent, config and seeds on one environment's datasets in one
+    compiled program (each run's numbers as alone, up to float rounding); --no-group: each alone."""
 
 
 def main(argv: list[str]) -> int:
@@ -302,6 +379,7 @@ def main(argv: list[str]) -> int:
         executor=args.executor,
         address=args.address,
         force=args.force,
+        group=args.group,
     )
     print(
         f"{len(specs)} run(s) trained; results in {args.results / 'runs.jsonl'} "

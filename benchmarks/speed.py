@@ -15,6 +15,11 @@ For the first agent, a `--cut-chunk`-update chunk run as `fit` runs it, as one s
 scans of `--log-every` updates whose losses are fetched and averaged after each (what moves the
 progress bar and writes the loss records): the cut's cost, side by side.
 
+K runs in one program (`--group K`, `offrl.grouped`: K datasets of one shape, each run sampling its
+own rows, as `offrl bench` and `fit_many` group one environment's datasets): per-run and total
+updates/s against one run alone, and the compile time of the one program against K programs
+compiled one by one; `--group-only` measures that alone.
+
 PRDC's cost depends on the data's structure (where neighbours lie), so it is measured on a REAL
 1M-transition dataset (`--prdc-task`): its step time beside TD3+BC's on the same data for every
 neighbour search, the search's share of the step, its recall@1 against the exact search on the
@@ -35,28 +40,17 @@ import numpy as np
 
 from agents import AGENTS
 from benchmarks import reference_td3bc
+from benchmarks.speed_common import ACTION_DIM, OBS_DIM, best_seconds, random_dataset
+from benchmarks.speed_group import group_section
 from offrl.agent import Context, DatasetSpec
+from offrl.chunk import run_scans, scan_lengths, window_losses
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions, sample, sample_rows, take
 from offrl.fused import Carry, init_carry, make_train_chunk, update_compiler_options
 from offrl.neighbors import constrained_actions
-from offrl.train import prepare_data, run_scans, scan_lengths, window_losses
+from offrl.train import prepare_data
 
-OBS_DIM, ACTION_DIM = 17, 6
 REFERENCE_UNROLL = 8
-
-
-def random_dataset(size: int, seed: int = 0) -> Transitions:
-    rng = np.random.default_rng(seed)
-    return jax.device_put(
-        Transitions(
-            observations=rng.standard_normal((size, OBS_DIM), dtype=np.float32),
-            actions=rng.uniform(-1, 1, (size, ACTION_DIM)).astype(np.float32),
-            rewards=rng.standard_normal(size, dtype=np.float32),
-            next_observations=rng.standard_normal((size, OBS_DIM), dtype=np.float32),
-            dones=(rng.uniform(size=size) < 0.01).astype(np.float32),
-        )
-    )
 
 
 def matmul_peak_gflops(repeats: int = 5) -> float:
@@ -132,17 +126,6 @@ class Rates:
 def single_seed(agent, config) -> Carry:
     """One seed's carry with the shared step counter, as the loop's scan body sees it."""
     return init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, [0])
-
-
-def best_seconds(call, repeats: int) -> float:
-    """Best of `repeats` timings: the machine is shared, noise only ever adds time."""
-    call()
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - began)
-    return best
 
 
 def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: int) -> Rates:
@@ -339,9 +322,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--cut-chunk", type=int, default=5_000, help="updates of the cut chunk")
     parser.add_argument("--log-every", type=int, default=1_000, help="updates per scan of the cut")
+    parser.add_argument(
+        "--group", type=int, default=3, help="K runs (datasets) in one program (0 skips)"
+    )
+    parser.add_argument(
+        "--group-only", action="store_true", help="measure only the K runs in one program"
+    )
     args = parser.parse_args()
 
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}")
+    names = [name for name in args.agents if name != "prdc"]
+    if args.group_only:
+        group_section(names, args.group, args.size, args.chunk, args.rounds)
+        return
     data = random_dataset(args.size)
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak (best of 512/1024/2048 square): {peak:.1f} GFLOP/s")
@@ -363,7 +356,7 @@ def main() -> None:
         f"{'total/fused':>11}"
     )
     baseline = None
-    for name in (name for name in args.agents if name != "prdc"):
+    for name in names:
         agent = AGENTS[name]
         config = agent.Config()
         one = single_seed(agent, config)
@@ -412,6 +405,8 @@ def main() -> None:
             f"{every} with their losses read {cut:.1f} upd/s: x{cut / whole:.3f}"
         )
 
+    if args.group:
+        group_section(names, args.group, args.size, args.chunk, args.rounds)
     if args.prdc_task:
         prdc_section(args.prdc_task, args.prdc_warmup, args.chunk)
 

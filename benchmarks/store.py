@@ -107,7 +107,8 @@ class RunRecord:
     Scores (`curve_scores`, `final`, `last`, `best`) are D4RL-normalised scores when
     `score_kind` is "normalized_score", raw episode returns when it is "return" (a task without
     reference scores). `wall_s` is the wall time of the `offrl train` invocation that finished the
-    run, shared by all `run_seeds` trained together (vmapped); `updates_per_s` is gradient updates
+    run, shared by all `run_seeds` trained together (vmapped) and, in a grouped bench, by the
+    runs of the other datasets trained in the same program; `updates_per_s` is gradient updates
     per second per seed over the whole run, evaluation excluded. `behavior_version` is the
     agent's BEHAVIOR_VERSION when it trained (for a peer, its adapter's version).
     `implementation` is "offrl", or the peer library that trained the run on the same data.

@@ -80,7 +80,11 @@ class Agent(Protocol):
     `prepare(data, config)` builds, once per run, what the update needs of the whole
     (normalised) dataset (none without it: `no_preparation`); the loop passes it to every
     `update(state, batch, key, context)` inside the compiled scan as `context.prepared`, beside
-    the batch's dataset rows `context.rows`.
+    the batch's dataset rows `context.rows`. `init`, `update` and `act` are jittable.
+
+    Optional: `stack_prepared(prepared_list)` stacks several datasets' `prepare` results on a
+    leading axis (padded to the longest) for one program over the datasets (`offrl.grouped`), or
+    returns None when they cannot share one; agents that prepare nothing need none.
     """
 
     Config: type

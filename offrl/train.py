@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -33,6 +32,14 @@ from offrl.agent import (
     prepare_for,
 )
 from offrl.checkpoint import Checkpointer
+from offrl.chunk import (
+    bar_postfix,
+    chunk_records,
+    evaluation_text,
+    run_scans,
+    scan_lengths,
+    window_losses,
+)
 from offrl.data.normalization import (
     ObsNormalizer,
     fit_normalizer,
@@ -44,7 +51,7 @@ from offrl.data.transitions import Transitions, checksum, to_device
 from offrl.envs import action_bound, make_vector_env
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import run_episodes
-from offrl.fused import Carry, act_fn, healthy, init_carry, make_train_chunk
+from offrl.fused import Carry, act_fn, init_carry, make_train_chunk
 from offrl.locks import hold
 from offrl.loggers import (
     RunLoggers,
@@ -209,104 +216,6 @@ def _what_is_kept(checkpoint_step: int, run_dir: Path | None) -> str:
     )
 
 
-def scan_lengths(n: int, log_every: int) -> list[int]:
-    """The updates of each compiled scan of an `n`-update chunk: `log_every` each, the last one
-    shorter where `log_every` does not divide `n`."""
-    full, rest = divmod(n, log_every)
-    return [log_every] * full + ([rest] if rest else [])
-
-
-@dataclasses.dataclass(frozen=True)
-class Scanned:
-    """One scan of a chunk, done."""
-
-    length: int
-    carry: Carry
-    """The carry it left (the next scan's start)."""
-    metrics: dict[str, np.ndarray]
-    """Per-step metrics on the host, of shape (seeds, length)."""
-    healthy: bool
-
-
-def run_scans(
-    scans: Mapping[int, Any],
-    lengths: Sequence[int],
-    carry: Carry,
-    data: Transitions,
-    prepared: Any,
-) -> Iterator[Scanned]:
-    """Run a chunk scan by scan (`scans[length]` compiled for each of `lengths`), each from the
-    carry the one before left, the last one's health checked before the next starts."""
-    for length in lengths:
-        carry, metrics = scans[length](carry, data, prepared)
-        ok = bool(healthy(carry.agent, metrics))
-        yield Scanned(length, carry, jax.device_get(metrics), ok)
-
-
-def window_losses(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
-    """Each seed's mean of every metric over one scan's updates (metrics of shape (seeds,
-    updates)); a metric that no update of the scan computed (all NaN: the delayed actor's, in a
-    scan shorter than its period) is left out."""
-    seeds = next(iter(metrics.values())).shape[0]
-    return [
-        {
-            name: float(np.nanmean(values[i], dtype=np.float64))
-            for name, values in sorted(metrics.items())
-            if not np.isnan(values[i]).all()
-        }
-        for i in range(seeds)
-    ]
-
-
-# The losses on the progress bar (every agent has both; the records hold all of them).
-BAR_LOSSES = ("critic_loss", "actor_loss")
-
-
-def bar_postfix(losses: Sequence[dict[str, float]], evaluation: str) -> str:
-    """'loss critic=0.512 actor=-2.41 score=45.1': the seeds' mean losses over the last scan,
-    then the latest evaluation ('' before the first)."""
-    shown = [
-        f"{name.removesuffix('_loss')}={np.mean([seed[name] for seed in losses]):.3g}"
-        for name in BAR_LOSSES
-        if all(name in seed for seed in losses)
-    ]
-    return " ".join(["loss", *shown, *([evaluation] if evaluation else [])])
-
-
-def evaluation_text(returns: np.ndarray | None, scores: np.ndarray | None) -> str:
-    """The seeds' mean normalised score of an evaluation, else their mean return."""
-    if scores is not None:
-        return f"score={float(np.mean(scores)):.1f}"
-    return "" if returns is None else f"return={float(returns.mean()):.1f}"
-
-
-def _chunk_records(
-    metrics: dict,
-    seeds: Sequence[int],
-    step: int,
-    updates_per_s: float,
-    returns: np.ndarray | None,
-    scores: np.ndarray | None,
-    base: dict,
-) -> list[dict]:
-    records = []
-    for i, seed in enumerate(seeds):
-        with np.errstate(all="ignore"):
-            losses = {
-                k: float(np.nanmean(np.asarray(v)[i], dtype=np.float64))
-                for k, v in sorted(metrics.items())
-            }
-        record = {**base, "seed": int(seed), "step": step, "losses": losses}
-        record["updates_per_s"] = updates_per_s
-        if returns is not None:
-            record["return"] = float(returns[i].mean())
-            record["return_std"] = float(returns[i].std())
-            record["episode_returns"] = [float(r) for r in returns[i]]
-            record["normalized_score"] = None if scores is None else float(scores[i])
-        records.append(record)
-    return records
-
-
 def fit(
     agent: ModuleType,
     transitions: Transitions,
@@ -430,9 +339,7 @@ def fit(
                 name: np.concatenate([m[name] for m in chunk_metrics], axis=1)
                 for name in chunk_metrics[0]
             }
-            new_records = _chunk_records(
-                metrics, seeds, start, updates_per_s, returns, scores, base
-            )
+            new_records = chunk_records(metrics, seeds, start, updates_per_s, returns, scores, base)
             records.extend(new_records)
             if run_dir is not None:
                 save_chunk(run_dir, checkpointer, start, n, carry, new_records, loss_records)

@@ -11,10 +11,12 @@ import pytest
 
 from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for
-from benchmarks.runner import bench, execute, plan, run_ray
+from benchmarks.runner import RunSpec, bench, execute, group_runs, plan, run_ray
+from offrl.data.collect import collect
 from offrl.data.registry import load_task
 from offrl.envs.families import env_family
 from offrl.errors import ConfigError, DatasetError
+from offrl.train import Protocol
 from tests.conftest import HOPPER_DATASET_ID
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
@@ -133,6 +135,45 @@ def test_runs_on_a_changed_dataset_are_planned_again_in_their_own_folder(finishe
     with pytest.raises(DatasetError, match="the dataset changed since"):
         execute(again, results, progress=False)
     assert not again.run_dir(results).exists()
+
+
+def test_runs_group_by_agent_config_seeds_and_environment():
+    def spec(agent, task, seeds=(0, 1), alpha=2.5):
+        config = config_for(agent, task)
+        config = dataclasses.replace(config, alpha=alpha)
+        return RunSpec(agent, task, seeds, config, Protocol(60, 30, 1), "0" * 64)
+
+    hopper = [spec("td3bc", f"offrl/hopper/{level}-v0") for level in ("medium", "medium-replay")]
+    apart = [
+        spec("td3bc", "offrl/pointmaze/umaze-v0"),  # another environment
+        spec("td3bc", "offrl/hopper/expert-v0", seeds=(2,)),  # other seeds
+        spec("td3bc", "offrl/hopper/medium-expert-v0", alpha=1.0),  # another config
+        spec("ggdtd", "offrl/hopper/medium-v0"),  # another agent
+    ]
+    specs = [hopper[0], *apart, hopper[1]]
+    assert group_runs(specs) == [tuple(hopper), *[(s,) for s in apart]]
+    assert group_runs(specs, group=False) == [(s,) for s in specs]
+
+
+def test_a_group_stores_each_run_as_a_run_trained_alone(finished):
+    """Two Hopper datasets train in one program; each run is stored from its own folder, with
+    the scores of the same run trained alone (the module's first bench), up to float rounding."""
+    results, _ = finished
+    other = "offrl-test/hopper-random-short-v0"
+    collect("Hopper-v5", "random", 800, other, seed=1)
+    profile = dataclasses.replace(TINY, tasks=(TASK, f"minari/{other}"))
+    grouped = results.parent / "grouped"
+    specs = bench(profile, grouped)
+    assert len(group_runs(specs)) == 1 and len(specs) == 2
+    records = store.read_store(grouped / "runs.jsonl")
+    assert sorted((r.task, r.seed) for r in records) == sorted(
+        (task, seed) for task in profile.tasks for seed in (0, 1)
+    )
+    assert {r.run_dir for r in records} == {str(s.run_dir(grouped)) for s in specs}
+    alone = {r.seed: r for r in store.read_store(results / "runs.jsonl")}
+    for record in (r for r in records if r.task == TASK):
+        assert record.curve_scores == pytest.approx(alone[record.seed].curve_scores, rel=1e-5)
+        assert record.key == alone[record.seed].key
 
 
 def test_a_ray_address_without_a_cluster_is_one_clear_error(tmp_path):

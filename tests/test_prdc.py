@@ -16,7 +16,7 @@ from offrl.agent import Context, DatasetSpec
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
-from offrl.fused import init_carry
+from offrl.fused import init_carry, make_train_chunk
 from offrl.neighbors import (
     PrunedIVF,
     build_constraint,
@@ -69,6 +69,22 @@ def test_exact_searches_match_numpy_brute_force(table, search, candidates, k):
     np.testing.assert_array_equal(np.asarray(targets), expected)
     if not candidates:
         assert float(metrics["certified_fraction"]) == 0.0
+
+
+@pytest.mark.parametrize("moved", [0, 40, QUERIES])
+def test_jax_search_brute_forces_only_open_queries_exactly(table, moved):
+    """Policy actions at the data's own are certified by the candidate lists; `moved` of them
+    far off are not: none open (no block runs), 40 (a block, then one shifted back to stay in
+    bounds) and all. Every answer is numpy's brute force."""
+    states, actions, rows, _ = table
+    policy_actions = actions[rows] + np.float32(5.0) * (np.arange(QUERIES) < moved)[:, None]
+    constraint = build_constraint(states, actions, beta=2.0, search="jax", candidates=16)
+    targets, metrics = jax.jit(constrained_actions)(
+        constraint, jnp.asarray(rows), jnp.asarray(policy_actions)
+    )
+    assert round((1.0 - float(metrics["certified_fraction"])) * QUERIES) == moved
+    expected = numpy_kth_action(states, actions, rows, policy_actions, 2.0, 1)
+    np.testing.assert_array_equal(np.asarray(targets), expected)
 
 
 def test_candidates_answer_uncertified_queries_through_the_backend(table):
@@ -236,6 +252,81 @@ def test_prdc_differs_from_td3bc_only_in_the_bc_target(table):
         prdc_state, _ = PRDC.update(prdc_state, batch, key, Context(rows, constraint))
         td3bc_state, _ = TD3BC.update(td3bc_state, batch, key, Context(rows))
     assert_trained_alike(prdc_state.actor.params, td3bc_state.actor.params, start)
+
+
+def table_transitions(states, actions) -> Transitions:
+    """The table as a dataset: each row's next state is the next row's."""
+    return random_batch(np.arange(len(states)), states, actions)
+
+
+def primitives(jaxpr) -> set[str]:
+    """Every primitive of a jaxpr, sub-jaxprs (scan, cond, while bodies) included."""
+    names = set()
+    for equation in jaxpr.eqns:
+        names.add(equation.primitive.name)
+        for sub in jax.core.jaxprs_in_params(equation.params):
+            names |= primitives(sub)
+    return names
+
+
+def test_jax_search_trains_inside_the_scan_as_faiss_does(table):
+    """With the `jax` search the compiled chunk holds no host callback (FAISS's enters through
+    one), and trains the parameters the exact FAISS search does."""
+    states, actions, _, _ = table
+    data = table_transitions(states, actions)
+    spec = DatasetSpec(STATE_DIM, ACTION_DIM)
+    trained, callbacks = {}, {}
+    for search in ("jax", "faiss-flat"):
+        config = PRDC.Config(**SMALL, search=search, memory=0)
+        carry = init_carry(PRDC, spec, config, [0, 1])
+        prepared = PRDC.prepare(data, config)
+        chunk = make_train_chunk(PRDC, carry, 40, config.batch_size)
+        jaxpr = chunk.trace(carry, data, prepared).jaxpr.jaxpr
+        callbacks[search] = {name for name in primitives(jaxpr) if "callback" in name}
+        trained[search] = chunk(carry, data, prepared)
+    assert callbacks == {"jax": set(), "faiss-flat": {"pure_callback"}}
+    start = init_carry(PRDC, spec, PRDC.Config(**SMALL), [0, 1])
+    assert_trained_alike(trained["jax"][0], trained["faiss-flat"][0], start, share=1e-5)
+    for name in ("bc_loss", "critic_loss", "certified_fraction"):
+        np.testing.assert_allclose(
+            trained["jax"][1][name], trained["faiss-flat"][1][name], rtol=1e-5
+        )
+
+
+WITHOUT_FAISS = """
+import sys
+sys.modules["faiss"] = None  # import faiss now raises ImportError, as where it is not installed
+import numpy as np
+from agents import PRDC, TD3BC
+from offrl.data.transitions import Transitions
+from offrl.errors import ConfigError
+from offrl.train import fit
+
+rng = np.random.default_rng(0)
+data = Transitions(
+    observations=rng.standard_normal((500, 4), dtype=np.float32),
+    actions=rng.uniform(-1, 1, (500, 2)).astype(np.float32),
+    rewards=rng.standard_normal(500, dtype=np.float32),
+    next_observations=rng.standard_normal((500, 4), dtype=np.float32),
+    dones=np.zeros(500, np.float32),
+)
+small = {"hidden_dims": (32, 32), "batch_size": 32}
+fit(TD3BC, data, TD3BC.Config(**small), steps=10, eval_every=10, progress=False)
+jax_only = PRDC.Config(**small, search="jax", candidates=0, memory=0)
+fit(PRDC, data, jax_only, steps=10, eval_every=10, progress=False)
+try:
+    fit(PRDC, data, PRDC.Config(**small, search="faiss-flat"), steps=10, progress=False)
+except ConfigError as error:
+    print(error)
+"""
+
+
+def test_faiss_is_needed_only_by_a_faiss_search():
+    """Without FAISS: the agents import, TD3+BC and PRDC's `jax` search (without candidate lists,
+    which FAISS builds) train, and a FAISS search is one error that says what to install."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_FAISS], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pip install faiss-cpu" in done.stdout
 
 
 def test_bad_search_settings_are_config_errors():

@@ -47,7 +47,13 @@ def to_device(transitions: Transitions) -> Transitions:
 
 def sample_rows(transitions: Transitions, key: jax.Array, batch_size: int) -> jax.Array:
     """Uniform row indices with replacement, as every reference implementation draws them."""
-    return jax.random.randint(key, (batch_size,), 0, transitions.rewards.shape[0])
+    return rows_below(key, batch_size, transitions.rewards.shape[0])
+
+
+def rows_below(key: jax.Array, batch_size: int, row_count: int | jax.Array) -> jax.Array:
+    """Uniform row indices in [0, row_count) with replacement; `row_count` may be traced (a
+    padded table's own rows), and draws the same indices as the same count given statically."""
+    return jax.random.randint(key, (batch_size,), 0, row_count)
 
 
 def take(transitions: Transitions, rows: jax.Array) -> Transitions:

@@ -8,7 +8,8 @@ in Euclidean distance, as the official code's KD-tree returns it. Searches, one 
 - `faiss-ivf-exact`: exact, FAISS IVF cells visited until no unvisited cell can hold a closer key
   (the default on CPU: a fraction of flat's cost on structured data);
 - `faiss-hnsw`, `faiss-ivf`: approximate FAISS indexes (faster to query, recall below 1);
-- `jax`: exact tiled brute force inside the compiled program (the default on accelerators).
+- `jax`: exact tiled brute force inside the compiled program, no host callback (the default on
+  accelerators), of the queries the candidate lists leave open only.
 
 In front of any of them sit certified candidate lists. The query's state part is the dataset state
 s_b, so the true neighbour lies within |pi(s_b) - a_b| of the query, and every key whose scaled
@@ -26,7 +27,8 @@ only: it changes which path answers a query, never the answer.
 
 Modules, one job each: `constraint` (the record and the backends' interface), `build` (once per
 run), `query` (inside the compiled step), `candidates`, `jax_search`, `faiss_search`,
-`pruned_ivf`, `row_memory` and `disk_cache`. Their public names are re-exported here.
+`pruned_ivf`, `row_memory`, `disk_cache`, `stacking` (several datasets' constraints in one
+program) and `faiss_module` (FAISS imported on first use). Their public names are re-exported here.
 """
 
 from offrl.neighbors.build import build_constraint
@@ -48,7 +50,13 @@ from offrl.neighbors.constraint import (
 )
 from offrl.neighbors.disk_cache import array_digest, cache_dir
 from offrl.neighbors.faiss_search import build_faiss_index, host_search
-from offrl.neighbors.jax_search import JAX_TILE_ROWS, brute_force_kth, exact_kth_rows, jax_search
+from offrl.neighbors.jax_search import (
+    JAX_QUERY_BLOCK,
+    JAX_TILE_ROWS,
+    brute_force_kth,
+    exact_kth_rows,
+    jax_search,
+)
 from offrl.neighbors.pruned_ivf import (
     PrunedIVF,
     faiss_kth_rows,
@@ -65,13 +73,16 @@ from offrl.neighbors.query import (
     neighbour_actions,
 )
 from offrl.neighbors.row_memory import RowMemory
+from offrl.neighbors.stacking import PAD_KEY, stack_constraints
 
 __all__ = [
     "BOUND_SLACK_ABSOLUTE",
     "BOUND_SLACK_RELATIVE",
     "CANDIDATE_PROBES",
     "EXACT_SEARCHES",
+    "JAX_QUERY_BLOCK",
     "JAX_TILE_ROWS",
+    "PAD_KEY",
     "SEARCHES",
     "DatasetConstraint",
     "Neighbourhood",
@@ -95,6 +106,7 @@ __all__ = [
     "jax_search",
     "neighbour_actions",
     "resolve_search",
+    "stack_constraints",
     "state_candidates",
     "training_sample",
     "validate_search",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import faiss
 import numpy as np
 
 from offrl.neighbors.disk_cache import array_digest, cache_dir
+from offrl.neighbors.faiss_module import faiss_module
 from offrl.neighbors.pruned_ivf import training_sample
 from offrl.progress import step_bar
 from offrl.results import atomic_write
@@ -24,6 +24,7 @@ def build_blocks(n: int) -> list[range]:
     `distance_compute_blas_threshold` queries, `distance_compute_blas_query_bs` at a time, and
     directly below that, rounding differently: ranges of whole query blocks, none under the
     threshold unless it is the only one, give each row the distances of one call over all rows."""
+    faiss = faiss_module()
     threshold = faiss.cvar.distance_compute_blas_threshold
     query_block = faiss.cvar.distance_compute_blas_query_bs
     size = -(-max(threshold, 16 * query_block) // query_block) * query_block
@@ -73,7 +74,7 @@ def _save_npz(path: str, **arrays: np.ndarray) -> None:
 
 def _exact_candidates(states: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n, dim = states.shape
-    index = faiss.IndexFlatL2(dim)
+    index = faiss_module().IndexFlatL2(dim)
     index.add(states)
     dist2, candidates = index.search(states, min(k + 1, n))
     radius = np.sqrt(np.maximum(dist2[:, k], 0.0)) if k < n else np.full(n, np.inf)
@@ -93,6 +94,7 @@ def ivf_candidates(
     to `advance`."""
     n, dim = states.shape
     nlist = int(np.clip(np.sqrt(n), 16, 4096))
+    faiss = faiss_module()
     quantizer = faiss.IndexFlatL2(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist)
     index.train(training_sample(states, 64 * nlist))

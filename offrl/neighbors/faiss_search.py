@@ -3,7 +3,6 @@ step calls through `jax.pure_callback`."""
 
 from __future__ import annotations
 
-import faiss
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from offrl.neighbors.candidates import build_blocks
 from offrl.neighbors.constraint import DatasetConstraint, SearchFn
 from offrl.neighbors.disk_cache import array_digest, cache_dir
+from offrl.neighbors.faiss_module import faiss_module
 from offrl.neighbors.pruned_ivf import PrunedIVF, faiss_kth_rows, training_sample
 from offrl.neighbors.row_memory import RowMemory
 from offrl.progress import step_bar
@@ -19,7 +19,7 @@ from offrl.results import atomic_write
 
 def build_faiss_index(keys: np.ndarray, search: str, *, hnsw_m: int, ivf_lists: int):
     """An index over `keys`; HNSW and IVF builds are cached on disk, keyed by the keys' hash."""
-    dim = keys.shape[1]
+    faiss, dim = faiss_module(), keys.shape[1]
     if search in ("faiss-flat", "faiss-ivf-exact"):
         flat = faiss.IndexFlatL2(dim)  # building is a copy: nothing worth caching
         flat.add(keys)

@@ -1,5 +1,5 @@
-"""Exact k-th neighbours by tiled brute force inside the compiled program (the default search on
-accelerators)."""
+"""Exact k-th neighbours by tiled brute force inside the compiled program, no host callback (the
+default search on accelerators): only the queries the certified candidate lists left open."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from offrl.neighbors.constraint import DatasetConstraint
 
 JAX_TILE_ROWS = 65_536  # brute-force tile: a (batch, tile) distance block stays a few tens of MB
+# Open queries searched per pass over the keys: most batches leave fewer after the candidate lists.
+JAX_QUERY_BLOCK = 32
 
 
 def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX_TILE_ROWS):
@@ -25,7 +27,9 @@ def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX
         start = jnp.minimum(t * tile, n - tile)
         block = jax.lax.dynamic_slice_in_dim(keys, start, tile)
         rows = start + jnp.arange(tile)
-        dist = query_norms - 2.0 * queries @ block.T + (block**2).sum(-1)
+        # HIGHEST: accelerators would otherwise round float32 dots (TF32) and misrank neighbours.
+        products = jnp.matmul(queries, block.T, precision=jax.lax.Precision.HIGHEST)
+        dist = query_norms - 2.0 * products + (block**2).sum(-1)
         dist = jnp.where(rows >= t * tile, dist, jnp.inf)
         all_dist = jnp.concatenate([best[0], dist], axis=1)
         all_rows = jnp.concatenate([best[1], jnp.broadcast_to(rows, dist.shape)], axis=1)
@@ -43,7 +47,25 @@ def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX
 def jax_search(
     constraint: DatasetConstraint, queries, rows, wanted, upper
 ) -> tuple[jax.Array, jax.Array]:
-    nearest = brute_force_kth(constraint.keys, queries, constraint.k)
+    """Brute force of the `wanted` queries only, in blocks of `JAX_QUERY_BLOCK` (all queries in one
+    block when there are no candidate lists, which leave every query wanted): the answers of the
+    others are discarded by the caller. Under vmap, blocks run until every member's are done."""
+    size = queries.shape[0]
+    block = min(JAX_QUERY_BLOCK if constraint.candidates.shape[1] else size, size)
+    open_first = jnp.argsort(~wanted, stable=True)
+    open_count = wanted.sum()
+
+    def search_block(state):
+        done, nearest = state
+        # The last block is shifted back to stay in bounds; searching a query twice is harmless.
+        start = jnp.minimum(done, size - block)
+        picked = jax.lax.dynamic_slice_in_dim(open_first, start, block)
+        found = brute_force_kth(constraint.keys, queries[picked], constraint.k)
+        return done + block, nearest.at[picked].set(found)
+
+    _, nearest = jax.lax.while_loop(
+        lambda state: state[0] < open_count, search_block, (jnp.zeros((), jnp.int32), rows)
+    )
     return constraint.keys[nearest, constraint.state_dim :], jnp.zeros(rows.shape, bool)
 
 
