@@ -107,10 +107,12 @@ PROFILES = {
         eval_every=PAPER_EVAL_EVERY,
         eval_episodes=PAPER_EVAL_EPISODES,
         note=(
-            "REDUCED AntMaze, sized like the default profile (about 40 min on 2 cores, the "
-            "dataset included): umaze only, TD3+BC and PRDC, 50,000 gradient steps (a 20th of "
+            "REDUCED AntMaze: umaze only, TD3+BC and PRDC, 50,000 gradient steps (a 20th of "
             "the papers'), evaluated every 5,000 (10 episodes), 3 seeds; the normalised score is "
-            "the success rate x 100; the full profile runs every AntMaze dataset on disk"
+            "the success rate x 100. About 40 min on an idle 2-core machine by the rates "
+            "measured elsewhere (TD3+BC 131, PRDC about 100 upd/s per seed), the dataset "
+            "included; 1 h 43 min on 2026-12-05 beside other jobs. The full profile runs every "
+            "AntMaze dataset on disk"
         ),
     ),
     "smoke": Profile(
