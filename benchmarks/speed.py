@@ -13,7 +13,8 @@ JAX-CORL-style reference are also timed with the defaults, so the options' share
 
 For the first agent, a `--cut-chunk`-update chunk run as `fit` runs it, as one scan and cut into
 scans of `--log-every` updates whose losses are fetched and averaged after each (what moves the
-progress bar and writes the loss records): the cut's cost, side by side.
+progress bar and writes the loss records): the cut's cost, side by side, and the host's fixed
+cost per scan, timed on scans of one update.
 
 K runs in one program (`--group K`, `offrl.grouped`: K datasets of one shape, each run sampling its
 own rows, as `offrl bench` and `fit_many` group one environment's datasets): per-run and total
@@ -403,6 +404,13 @@ def main() -> None:
         print(
             f"{name}, one seed, a {chunk}-update chunk: one scan {whole:.1f} upd/s, scans of "
             f"{every} with their losses read {cut:.1f} upd/s: x{cut / whole:.3f}"
+        )
+        # Scans of one update each make the host's fixed cost per scan large enough to time.
+        one_scan, single_updates = cut_rates(agent, agent.Config(), data, 200, 1, args.rounds)
+        fixed = (200 / single_updates - 200 / one_scan) / 199
+        print(
+            f"  the host's fixed cost per scan (200 scans of 1 update against 1 of 200): "
+            f"{fixed * 1e3:.2f} ms, {fixed * whole / every:.2%} of a {every}-update scan"
         )
 
     if args.group:

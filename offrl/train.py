@@ -322,8 +322,9 @@ def fit(
                     for seed, seed_losses in zip(seeds, losses, strict=True)
                 ]
                 loggers.log([train_scalars(seed_losses) for seed_losses in losses], step)
-                bar.update(scanned.length)
+                # The postfix first: the update draws the bar with this scan's losses.
                 bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
+                bar.update(scanned.length)
             updates_per_s = n / (time.perf_counter() - began)
             start = step
             returns = scores = None
