@@ -41,10 +41,16 @@ import numpy as np
 
 from agents import AGENTS
 from benchmarks import reference_td3bc
-from benchmarks.speed_common import ACTION_DIM, OBS_DIM, best_seconds, random_dataset
+from benchmarks.speed_common import (
+    ACTION_DIM,
+    OBS_DIM,
+    best_seconds,
+    random_dataset,
+    single_seed,
+)
+from benchmarks.speed_cut import cut_rates
 from benchmarks.speed_group import group_section
 from offrl.agent import Context, DatasetSpec
-from offrl.chunk import run_scans, scan_lengths, window_losses
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions, sample, sample_rows, take
 from offrl.fused import Carry, init_carry, make_train_chunk, update_compiler_options
@@ -124,11 +130,6 @@ class Rates:
     """The same JAX-CORL-style TD3+BC compiled with the updates' options, where they differ."""
 
 
-def single_seed(agent, config) -> Carry:
-    """One seed's carry with the shared step counter, as the loop's scan body sees it."""
-    return init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, [0])
-
-
 def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: int) -> Rates:
     """Every variant timed in interleaved rounds, so drifts of machine speed hit all alike."""
     one = single_seed(agent, config)
@@ -186,31 +187,6 @@ def measure(agent, config, data: Transitions, chunk: int, seeds: int, rounds: in
         for name, call in variants.items():
             best[name] = min(best[name], best_seconds(call, repeats=1))
     return Rates(**{name: chunk / seconds for name, seconds in best.items()})
-
-
-def cut_rates(agent, config, data: Transitions, chunk: int, log_every: int, rounds: int):
-    """(updates/s as one scan, as scans of `log_every`) of one seed's `chunk` updates through
-    `fit`'s `run_scans`, each scan's losses averaged on the host; interleaved rounds, best of
-    each. One seed: the fastest scans, where the host's share is largest."""
-    carry = single_seed(agent, config)
-    compiled = {
-        n: make_train_chunk(agent, carry, n, config.batch_size).lower(carry, data, None).compile()
-        for n in {chunk, log_every}
-    }
-
-    def run(lengths: list[int]):
-        def call():
-            for scanned in run_scans(compiled, lengths, carry, data, None):
-                window_losses(scanned.metrics)
-
-        return call
-
-    variants = {"whole": run([chunk]), "cut": run(scan_lengths(chunk, log_every))}
-    best = dict.fromkeys(variants, float("inf"))
-    for _ in range(rounds):
-        for name, call in variants.items():
-            best[name] = min(best[name], best_seconds(call, repeats=1))
-    return chunk / best["whole"], chunk / best["cut"]
 
 
 # (label, PRDC config overrides): every search, with and without certified candidate lists. The

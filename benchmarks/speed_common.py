@@ -7,7 +7,9 @@ import time
 import jax
 import numpy as np
 
+from offrl.agent import DatasetSpec
 from offrl.data.transitions import Transitions
+from offrl.fused import Carry, init_carry
 
 OBS_DIM, ACTION_DIM = 17, 6
 
@@ -34,3 +36,8 @@ def best_seconds(call, repeats: int) -> float:
         call()
         best = min(best, time.perf_counter() - began)
     return best
+
+
+def single_seed(agent, config) -> Carry:
+    """One seed's carry with the shared step counter, as the loop's scan body sees it."""
+    return init_carry(agent, DatasetSpec(OBS_DIM, ACTION_DIM), config, [0])

@@ -204,9 +204,9 @@ def train_cohort(
                     {"seed": seed, "step": step, "losses": seed_losses}
                     for seed, seed_losses in zip(seeds, window_losses(run_metrics), strict=True)
                 ]
-            bar.update(scanned.length * len(cohort))
             losses = window_losses(views[0][1])
             bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
+            bar.update(scanned.length * len(cohort))
         updates_per_s = n / (time.perf_counter() - began)
         start = step
         for i, run in enumerate(cohort):
