@@ -73,13 +73,17 @@ def cell_xy(rows: tuple[str, ...], cell: Cell) -> np.ndarray:
     return CELL_SIZE * np.array([cell[1] - start[1], cell[0] - start[0]], dtype=np.float64)
 
 
+def wall_centres(rows: tuple[str, ...]) -> list[tuple[float, float]]:
+    """The centre of every wall cell of a maze map."""
+    return [tuple(cell_xy(rows, cell)) for cell in cells_marked(rows, WALL)]
+
+
 class AntMazeEnv(AntEnv):
     """D4RL's AntMaze evaluation env for one of `ANTMAZE_MAZES` (time limit set at registration)."""
 
     def __init__(self, maze: str):
         self.rows = maze_map(maze)
-        walls = [tuple(cell_xy(self.rows, cell)) for cell in cells_marked(self.rows, WALL)]
-        super().__init__(walls, wall_size=CELL_SIZE)
+        super().__init__(wall_centres(self.rows), wall_size=CELL_SIZE)
         self.maze = maze
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float64)
         (self.goal_cell,) = cells_marked(self.rows, GOAL)
@@ -206,8 +210,7 @@ class AntMazeCollectEnv(AntEnv):
         if goals not in DATASET_GOALS:
             raise ConfigError(f"Unknown goal kind '{goals}'. Known: {', '.join(DATASET_GOALS)}.")
         self.rows = maze_map(maze)
-        walls = [tuple(cell_xy(self.rows, cell)) for cell in cells_marked(self.rows, WALL)]
-        super().__init__(walls, wall_size=CELL_SIZE)
+        super().__init__(wall_centres(self.rows), wall_size=CELL_SIZE)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (COLLECTION_OBS_DIM,), np.float64)
         self.maze = maze
         self.goal_cells = {
