@@ -33,7 +33,7 @@ import tyro
 from tqdm.auto import tqdm
 
 from benchmarks import store
-from benchmarks.configs import PROFILES, Profile, config_for
+from benchmarks.configs import PROFILES, Profile, config_for, select
 from benchmarks.runner import ensure_datasets
 from offrl import __version__
 from offrl.data.normalization import fit_normalizer, transform_rewards
@@ -392,10 +392,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(
             f"Unknown bench profile '{args.profile}'. Profiles: {', '.join(PROFILES)}."
         )
-    profile = PROFILES[args.profile]
-    unknown = [t for t in args.tasks or () if t not in (profile.tasks or ())]
-    if unknown:
-        raise ConfigError(f"{', '.join(unknown)}: not a task of profile {profile.name}")
+    profile = select(PROFILES[args.profile], None, args.tasks)
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     # d3rlpy's PRDC searches with scikit-learn's n_jobs=-1: joblib reads its core count here.
@@ -404,7 +401,7 @@ def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    tasks = args.tasks or profile.tasks or ()
+    tasks = profile.tasks or ()
     # No hold on the results folder: a bench may be training into it; each peer run holds its
     # own folder, and store appends are flock-safe.
     specs = plan(profile, ensure_datasets(tasks), args.results, args.agents, args.force)

@@ -29,7 +29,7 @@ import tyro
 from tqdm.auto import tqdm
 
 from benchmarks import store
-from benchmarks.configs import PROFILES, Profile, config_for
+from benchmarks.configs import PROFILES, Profile, config_for, select
 from offrl.agent import behavior_version, resolve_agent
 from offrl.data import generate, minari_io
 from offrl.data.registry import LoadedTask, known_task_names, load_task, resolve_task
@@ -301,8 +301,11 @@ def bench(
     address: str | None = None,
     force: bool = False,
     group: bool = True,
+    agents: tuple[str, ...] | None = None,
+    tasks: tuple[str, ...] | None = None,
 ) -> list[RunSpec]:
-    """Run a profile (or its name) end to end: datasets, runs not stored yet, the store.
+    """Run a profile (or its name) end to end: datasets, runs not stored yet, the store; only
+    `agents` (in that order) and `tasks` of it where given.
 
     Returns the runs it planned.
     """
@@ -312,6 +315,7 @@ def bench(
                 f"Unknown bench profile '{profile}'. Profiles: {', '.join(PROFILES)}."
             )
         profile = PROFILES[profile]
+    profile = select(profile, agents, tasks)
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor must be local or ray, got '{executor}'")
     if workers < 1:
@@ -367,6 +371,10 @@ class BenchArgs:
     group: bool = True
     """Train the runs of one agent, config and seeds on one environment's datasets in one
     compiled program (each run's numbers as alone, up to float rounding); --no-group: each alone."""
+    agents: tuple[str, ...] | None = None
+    """Only these agents of the profile, trained in this order (default: all, cheapest first)."""
+    tasks: tuple[str, ...] | None = None
+    """Only these tasks of the profile (default: all of them)."""
 
 
 def main(argv: list[str]) -> int:
@@ -380,6 +388,8 @@ def main(argv: list[str]) -> int:
         address=args.address,
         force=args.force,
         group=args.group,
+        agents=args.agents,
+        tasks=args.tasks,
     )
     print(
         f"{len(specs)} run(s) trained; results in {args.results / 'runs.jsonl'} "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import store
-from benchmarks.configs import PROFILES, Profile, config_for
+from benchmarks.configs import PROFILES, Profile, config_for, select
 from benchmarks.runner import RunSpec, bench, execute, group_runs, plan, run_ray
 from offrl.data.collect import collect
 from offrl.data.registry import load_task
@@ -71,6 +71,33 @@ def test_bad_bench_arguments_are_refused(tmp_path):
         bench("huge", tmp_path)
     with pytest.raises(ConfigError, match="--executor"):
         bench("smoke", tmp_path, executor="slurm")
+
+
+def test_a_profile_can_be_cut_to_some_agents_in_a_chosen_order_and_some_tasks():
+    repro = PROFILES["repro"]
+    cut = select(repro, ("a2pr", "ggdtd", "a2pr"), ("offrl/walker2d/medium-v0",))
+    assert cut.agents == ("a2pr", "ggdtd") and cut.tasks == ("offrl/walker2d/medium-v0",)
+    assert (cut.steps, cut.seeds, cut.seed_by_seed) == (
+        repro.steps,
+        repro.seeds,
+        repro.seed_by_seed,
+    )
+    assert select(repro, None, None) == repro
+    with pytest.raises(ConfigError, match="--agents cql: profile repro trains td3bc, prdc"):
+        select(repro, ("cql",), None)
+    with pytest.raises(ConfigError, match="--tasks offrl/hopper/expert-v0: profile repro's tasks"):
+        select(repro, None, ("offrl/hopper/expert-v0",))
+    with pytest.raises(ConfigError, match="every task on disk"):
+        select(PROFILES["full"], None, ("offrl/hopper/medium-v0",))
+
+
+def test_a_cut_bench_plans_only_the_agents_asked_for(hopper_dataset, tmp_path):
+    two = dataclasses.replace(TINY, agents=("td3bc", "prdc"), steps=2, eval_every=1)
+    checksums = {TASK: load_task(TASK).checksum}
+    planned = plan(select(two, ("prdc",), None), checksums, tmp_path)
+    assert [(s.agent, s.seeds) for s in planned] == [("prdc", (0, 1))]
+    with pytest.raises(ConfigError, match="--agents ggdtd"):
+        bench(two, tmp_path, agents=("ggdtd",))
 
 
 @pytest.fixture(scope="module")

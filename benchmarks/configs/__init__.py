@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from offrl.agent import official_config, resolve_agent
+from offrl.errors import ConfigError
 
 FINAL_SCORE_RULE = "mean of the last 10 evaluations (TD3+BC's paper); last and best kept too"
 
@@ -126,3 +127,29 @@ PROFILES = {
         note="SMOKE test of the pipeline only: 200 steps, 2 episodes; the scores mean nothing",
     ),
 }
+
+
+def select(
+    profile: Profile, agents: tuple[str, ...] | None, tasks: tuple[str, ...] | None
+) -> Profile:
+    """The profile cut to some of its agents (trained in the order given) and tasks; None keeps
+    them all. Anything the profile does not hold is refused, so a typo cannot train nothing."""
+    if agents is not None:
+        unknown = [agent for agent in agents if agent not in profile.agents]
+        if unknown or not agents:
+            raise ConfigError(
+                f"--agents {' '.join(agents) or '(none)'}: profile {profile.name} trains "
+                f"{', '.join(profile.agents)}; pick among those"
+            )
+        profile = dataclasses.replace(profile, agents=tuple(dict.fromkeys(agents)))
+    if tasks is not None:
+        known = profile.tasks or ()
+        unknown = [task for task in tasks if task not in known]
+        if profile.tasks is None or unknown or not tasks:
+            listed = ", ".join(known) if profile.tasks else "every task on disk (no fixed list)"
+            raise ConfigError(
+                f"--tasks {' '.join(tasks) or '(none)'}: profile {profile.name}'s tasks are "
+                f"{listed}; pick among those"
+            )
+        profile = dataclasses.replace(profile, tasks=tuple(dict.fromkeys(tasks)))
+    return profile
