@@ -8,6 +8,7 @@ import importlib
 import inspect
 import json
 import math
+import pkgutil
 import re
 from types import ModuleType
 from typing import Any, Protocol
@@ -192,6 +193,19 @@ def resolve_agent(name: str) -> ModuleType:
             f"PYTHONPATH ({GUIDE})"
         ) from None
     return checked_agent(module)
+
+
+def agents_in(package: ModuleType) -> dict[str, ModuleType]:
+    """Every public module of `package` by file name, each checked against the agent contract:
+    the built-in agents are the modules of `agents/`, so a new one is one new file there."""
+    names = sorted(
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_")
+    )
+    return {
+        name: checked_agent(importlib.import_module(f"{package.__name__}.{name}")) for name in names
+    }
 
 
 def checked_agent(agent: ModuleType) -> ModuleType:

@@ -392,7 +392,7 @@ def test_unknown_task_suggests_the_closest(capsys, untouched):
 @pytest.mark.parametrize(
     ("flags", "needles"),
     [
-        (["--agent", "nope"], ["unknown agent 'nope'", "choose one of: td3bc"]),
+        (["--agent", "nope"], ["unknown agent 'nope'", "choose one of: a2pr, ggdtd, prdc, td3bc"]),
         (["--tau", "0"], ["invalid hyper-parameter: tau must be in (0, 1], got 0.0"]),
         (["--batch-size", "0"], ["invalid hyper-parameter: batch_size must be >= 1, got 0"]),
         (["--actor-lr", "0"], ["invalid hyper-parameter: actor_lr must be in (0, 1], got 0.0"]),

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import HOPPER_DATASET_ID
 
-from offrl.agent import resolve_agent
+from agents import AGENTS
+from offrl.agent import agents_in, resolve_agent
 from offrl.cli import main
 from offrl.data.registry import load_task
 from offrl.errors import ConfigError
@@ -155,5 +156,27 @@ def test_a_module_that_breaks_the_contract_is_one_clear_error(
 def test_an_import_path_that_does_not_import_names_the_fix():
     with pytest.raises(ConfigError, match=r"'nopkg\.agent' cannot be imported .*PYTHONPATH"):
         resolve_agent("nopkg.agent")
-    with pytest.raises(ConfigError, match="unknown agent 'td3 bc'; choose one of: td3bc"):
+    with pytest.raises(ConfigError, match="unknown agent 'td3 bc'; choose one of: a2pr, ggdtd"):
         resolve_agent("td3 bc")
+
+
+def test_a_new_file_in_an_agents_package_is_a_new_agent(tmp_path, monkeypatch):
+    package = tmp_path / "moreagents"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "l1bc.py").write_text(EXAMPLE.read_text())
+    (package / "_shared.py").write_text("HELPER = 1\n")  # private: not an agent
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import moreagents
+
+    found = agents_in(moreagents)
+    assert list(found) == ["l1bc"] and found["l1bc"].__name__ == "moreagents.l1bc"
+    (package / "notes.py").write_text("TEXT = 'not an agent'\n")
+    with pytest.raises(ConfigError, match=r"moreagents\.notes has no Config, init, update, act"):
+        agents_in(moreagents)
+
+
+def test_the_built_in_agents_are_the_files_of_the_agents_package():
+    files = {path.stem for path in (ROOT / "agents").glob("[!_]*.py")}
+    assert set(AGENTS) == files == {"td3bc", "prdc", "a2pr", "ggdtd"}
+    assert all(resolve_agent(name) is AGENTS[name] for name in files)
