@@ -43,7 +43,7 @@ from offrl.envs import make_vector_env
 from offrl.errors import ConfigError, DatasetError
 from offrl.evaluate import run_episodes
 from offrl.locks import hold
-from offrl.results import atomic_write, atomic_write_text
+from offrl.run_files import atomic_write, atomic_write_text
 from offrl.run_manifest import git_commit
 from offrl.train import Protocol
 

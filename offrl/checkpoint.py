@@ -22,7 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from offrl.errors import OffrlError
-from offrl.results import atomic_write_text
+from offrl.run_files import atomic_write_text
 
 # Orbax logs every save at INFO through absl; the progress bar is the user's view of a run.
 logging.getLogger("absl").setLevel(logging.WARNING)

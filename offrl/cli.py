@@ -204,7 +204,7 @@ def train(argv: list[str]) -> int:
 
 def summarize(run_dir: Path, window: int = 10) -> str:
     """Per seed: last evaluation and mean of the last `window` evaluations (TD3+BC's rule)."""
-    from offrl.results import read_records
+    from offrl.run_files import read_records
     from offrl.run_manifest import read_run_manifest
 
     manifest = read_run_manifest(run_dir)

@@ -13,7 +13,7 @@ import yaml
 
 from offrl.agent import config_from_dict
 from offrl.errors import ConfigError
-from offrl.results import atomic_write_text
+from offrl.run_files import atomic_write_text
 
 SUFFIXES = (".yaml", ".yml", ".toml")
 

@@ -24,7 +24,7 @@ from offrl.checkpoint import Checkpointer
 from offrl.data.normalization import ObsNormalizer
 from offrl.errors import ConfigError
 from offrl.fused import Carry, init_carry, seed_axes
-from offrl.results import atomic_write
+from offrl.run_files import atomic_write
 from offrl.run_manifest import read_run_manifest
 
 EXPORT_FORMAT = "offrl-policy/1"

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from offrl.checkpoint import Checkpointer, saved_steps
 from offrl.errors import ConfigError, DiskFull
 from offrl.locks import LOCK
-from offrl.results import (
+from offrl.run_files import (
     LOSSES,
     RECORDS,
     append_records,

@@ -15,7 +15,7 @@ from typing import Any
 
 from offrl.agent import DatasetSpec
 from offrl.json_records import UNRECORDED, Unrecorded
-from offrl.results import read_run_json, write_run_json
+from offrl.run_files import read_run_json, write_run_json
 
 # A run folder from before behaviour versions were recorded was trained by version 1.
 UNVERSIONED_BEHAVIOR = 1

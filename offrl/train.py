@@ -64,7 +64,7 @@ from offrl.loggers import (
     wandb_streams,
 )
 from offrl.progress import progress_shown
-from offrl.results import LOSSES, truncate_records
+from offrl.run_files import LOSSES, truncate_records
 from offrl.run_folder import check_resume, save_chunk, warn
 from offrl.run_manifest import (
     Normalization,

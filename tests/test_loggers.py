@@ -14,7 +14,7 @@ from conftest import HOPPER_DATASET_ID
 from agents import TD3BC
 from offrl.data.registry import load_task
 from offrl.loggers import WandbOptions
-from offrl.results import LOSSES, read_records
+from offrl.run_files import LOSSES, read_records
 from offrl.train import fit
 
 wandb = pytest.importorskip("wandb")

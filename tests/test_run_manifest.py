@@ -9,7 +9,7 @@ import pytest
 
 from offrl.agent import DatasetSpec
 from offrl.json_records import UNRECORDED
-from offrl.results import RunFolderError
+from offrl.run_files import RunFolderError
 from offrl.run_manifest import (
     Normalization,
     RunManifest,

@@ -10,7 +10,7 @@ import pytest
 from offrl.agent import DatasetSpec
 from offrl.behavior.run_record import BehaviorRun, read_behavior_run, write_behavior_run
 from offrl.behavior.runs import read_run, train_command
-from offrl.results import RunFolderError
+from offrl.run_files import RunFolderError
 
 # A run.json as train_behavior wrote it before the record existed (json.dumps of a dict).
 WRITTEN = {

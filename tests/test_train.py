@@ -34,8 +34,8 @@ from offrl.data.registry import load_task
 from offrl.errors import ConfigError, TrainingDiverged
 from offrl.evaluate import episode_seeds
 from offrl.fused import init_carry, make_train_chunk, update_compiler_options
-from offrl.results import LOSSES as LOSSES_FILE
-from offrl.results import RECORDS
+from offrl.run_files import LOSSES as LOSSES_FILE
+from offrl.run_files import RECORDS
 from offrl.train import fit, prepare_data
 
 TASK = f"minari/{HOPPER_DATASET_ID}"

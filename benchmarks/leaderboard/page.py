@@ -22,7 +22,7 @@ from benchmarks.leaderboard.reported import Reported, default_reported_csv, read
 from benchmarks.leaderboard.selection import SOURCE_TITLES, Board, Selection, select
 from benchmarks.leaderboard.tables import aggregate_table, task_table, throughput_table
 from benchmarks.store import StoreError, read_store
-from offrl.results import atomic_write
+from offrl.run_files import atomic_write
 
 METHOD = (
     "Method (rliable, Agarwal et al. 2021): each run contributes its final score. Per domain, "

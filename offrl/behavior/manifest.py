@@ -27,7 +27,7 @@ from offrl.envs.families import FAMILIES, LOCOMOTION
 from offrl.errors import DatasetError
 from offrl.json_records import RecordMismatch, Unrecorded, from_json, to_json
 from offrl.nets import TanhGaussianActor
-from offrl.results import atomic_write_text
+from offrl.run_files import atomic_write_text
 
 POLICIES_ENV_VAR = "OFFRL_POLICIES_DIR"
 MANIFEST_NAME = "manifest.json"

@@ -28,7 +28,7 @@ from offrl.checkpoint import Checkpointer
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
 from offrl.evaluate import run_episodes
-from offrl.results import append_records, truncate_records
+from offrl.run_files import append_records, truncate_records
 
 
 @dataclasses.dataclass(frozen=True)

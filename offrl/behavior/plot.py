@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from offrl.behavior.manifest import EnvPolicies, SnapshotPhase
 from offrl.behavior.run_record import read_behavior_run
 from offrl.errors import ConfigError
-from offrl.results import read_records
+from offrl.run_files import read_records
 
 
 def plot_curve(run_dir: str | Path, path: str | Path, entry: EnvPolicies | None = None) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from offrl.agent import DatasetSpec
-from offrl.results import read_run_json, write_run_json
+from offrl.run_files import read_run_json, write_run_json
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,7 @@ from offrl.behavior.manifest import env_short_name, sha256_file
 from offrl.behavior.online import OnlineProtocol
 from offrl.behavior.run_record import BehaviorRun, read_behavior_run
 from offrl.errors import ConfigError
-from offrl.results import read_records
+from offrl.run_files import read_records
 
 SCHEDULE_FIELDS = ("steps", "eval_every", "checkpoint_every")
 """Protocol fields that only say how long and how often to save: SAC trains the same without

@@ -11,7 +11,7 @@ from offrl.neighbors.disk_cache import array_digest, cache_dir
 from offrl.neighbors.faiss_module import faiss_module
 from offrl.neighbors.pruned_ivf import training_sample
 from offrl.progress import step_bar
-from offrl.results import atomic_write
+from offrl.run_files import atomic_write
 
 # IVF cells probed per row when building candidate lists on large data: 16 of sqrt(N) cells keep
 # the lists 93% exact and R at 0.84 of the exact radius (median) on 1M halfcheetah rows.

@@ -14,7 +14,7 @@ from offrl.neighbors.faiss_module import faiss_module
 from offrl.neighbors.pruned_ivf import PrunedIVF, faiss_kth_rows, training_sample
 from offrl.neighbors.row_memory import RowMemory
 from offrl.progress import step_bar
-from offrl.results import atomic_write
+from offrl.run_files import atomic_write
 
 
 def build_faiss_index(keys: np.ndarray, search: str, *, hnsw_m: int, ivf_lists: int):

@@ -1,4 +1,4 @@
-"""Run folders: append-only evaluation and loss records, atomic writes, disk space. Their
+"""A run folder's files: append-only evaluation and loss records, atomic writes, disk space. Its
 run.json is `offrl.run_manifest` (offline runs) or `offrl.behavior.run_record` (behaviour runs)."""
 
 from __future__ import annotations
