@@ -4,15 +4,18 @@ progress bar shows (used by `fit` and `fit_many`)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jax
 import numpy as np
 
 from offrl.data.transitions import Transitions
-from offrl.fused import Carry, healthy
+from offrl.fused import Carry, healthy, make_train_chunk
 
 
 def scan_lengths(n: int, log_every: int) -> list[int]:
@@ -32,6 +35,22 @@ class Scanned:
     metrics: dict[str, np.ndarray]
     """Per-step metrics on the host, of shape (seeds, length)."""
     healthy: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedChunk:
+    """A chunk trained, its evaluation under way: what its records and checkpoint need."""
+
+    step: int
+    """The step it ended at."""
+    length: int
+    carry: Carry
+    metrics: dict[str, np.ndarray]
+    """Per-step metrics on the host, of shape (seeds, length)."""
+    loss_records: list[dict]
+    updates_per_s: float
+    evaluation: concurrent.futures.Future
+    """(returns, normalised scores), (None, None) without an environment."""
 
 
 def run_scans(
@@ -111,3 +130,43 @@ def chunk_records(
             record["normalized_score"] = None if scores is None else float(scores[i])
         records.append(record)
     return records
+
+
+def diverged_message(
+    agent: ModuleType,
+    carry: Carry,
+    data: Transitions,
+    prepared: Any,
+    config: Any,
+    start: int,
+    n: int,
+) -> str:
+    """Replay the failed scan of `n` updates from step `start` with per-step health checks, to
+    name the step and its losses."""
+    chunk = make_train_chunk(agent, carry, n, config.batch_size, check_finite=True)
+    _, (metrics, ok) = chunk(carry, data, prepared)
+    ok = np.asarray(ok)
+    step_index, seed_index = min(
+        (int(np.argmin(ok[s])), s) for s in range(ok.shape[0]) if not ok[s].all()
+    )
+    losses = ", ".join(
+        f"{name}={float(np.asarray(value)[seed_index, step_index]):.4g}"
+        for name, value in sorted(metrics.items())
+    )
+    return (
+        f"training diverged at step {start + step_index + 1} (seed index {seed_index}): a loss "
+        "became infinite or the update made parameters non-finite; losses at that step (nan: "
+        f"not updated at that step): {losses}."
+    )
+
+
+def what_is_kept(checkpoint_step: int, run_dir: Path | None) -> str:
+    kept = (
+        f"the last good checkpoint (step {checkpoint_step}) is kept in {run_dir}"
+        if run_dir is not None and checkpoint_step > 0
+        else "no checkpoint was written"
+    )
+    return (
+        f" Stopped; {kept}. Lower the learning rates, check the reward transform, or inspect "
+        "the dataset."
+    )

@@ -54,6 +54,9 @@ class TrainArgs:
     log_every: int = 1_000
     """Updates between loss records (OUT/losses.jsonl, TensorBoard, W&B) and moves of the
     progress bar; at most --eval-every. Changes no result."""
+    eval_workers: int | None = None
+    """Processes stepping the evaluation envs (1: in this one); default 1 when JAX trains on
+    the CPU, else one per spare host core. Changes no result."""
     out: Path | None = None
     """Run folder (records, checkpoints); default runs/AGENT/TASK. A folder holding a run of
     the same settings is resumed from its last checkpoint."""
@@ -125,6 +128,7 @@ def _changed_fields(config: Any) -> str:
 def train(argv: list[str]) -> int:
     from offrl.agent import resolve_agent
     from offrl.data.registry import load_task
+    from offrl.evaluate import check_eval_workers
     from offrl.loggers import WandbOptions, tensorboard_writer_type, wandb_module
     from offrl.progress import progress_shown
     from offrl.run_folder import check_out_folder
@@ -158,6 +162,7 @@ def train(argv: list[str]) -> int:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     Protocol(args.steps, args.eval_every, args.eval_episodes).validate()
     check_log_every(args.log_every)
+    check_eval_workers(args.eval_workers)
     out = args.out or Path("runs") / known.agent / args.task
     check_out_folder(out)  # before the data is read: a wrong --out costs nothing
     if args.tensorboard:
@@ -194,6 +199,7 @@ def train(argv: list[str]) -> int:
         log_every=args.log_every,
         task=loaded.task,
         out_dir=out,
+        eval_workers=args.eval_workers,
         progress=args.progress,
         tensorboard=args.tensorboard,
         wandb=wandb,

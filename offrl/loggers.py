@@ -10,6 +10,7 @@ the `log_every` updates before the step) and, at every evaluation, `eval/return`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from offrl.errors import ConfigError
+from offrl.run_manifest import RunManifest
 
 
 class SeedStream(Protocol):
@@ -163,3 +165,47 @@ class RunLoggers:
         for streams in self.loggers:
             for stream in streams:
                 stream.close(failed)
+
+
+def open_run_loggers(
+    held: contextlib.ExitStack,
+    writer_type: type | None,
+    wandb_package: ModuleType | None,
+    wandb: WandbOptions | None,
+    manifest: RunManifest,
+    log_every: int,
+    run_dir: Path | None,
+) -> RunLoggers:
+    """The chosen loggers' streams for every seed, closed when `held` is (W&B runs marked failed
+    when an error closes it), those opened before a logger fails to open included."""
+    loggers = RunLoggers([])
+    held.push(lambda error_type, *_: loggers.close(failed=error_type is not None))
+    seeds = list(manifest.seeds)
+    if writer_type is not None:
+        loggers.loggers.append(tensorboard_streams(writer_type, run_dir, seeds))
+    if wandb_package is not None:
+        name = f"{manifest.agent}-{manifest.task or 'data'}"
+        config = logged_config(manifest, log_every, run_dir)
+        loggers.loggers.append(wandb_streams(wandb_package, wandb, name, config, seeds, run_dir))
+    return loggers
+
+
+def logged_config(manifest: RunManifest, log_every: int, run_dir: Path | None) -> dict:
+    """What a W&B run shows as its config: the hyper-parameters at the top level (as CORL logs
+    them, so runs filter by them), then the protocol and the data."""
+    return {
+        **manifest.config,
+        "agent": manifest.agent,
+        "behavior_version": manifest.version,
+        "task": manifest.task,
+        "steps": manifest.steps,
+        "eval_every": manifest.eval_every,
+        "eval_episodes": manifest.eval_episodes,
+        "log_every": log_every,
+        "seeds": list(manifest.seeds),
+        "dataset_checksum": manifest.checksum,
+        "dataset_size": manifest.dataset_size,
+        "run_dir": None if run_dir is None else str(run_dir),
+        "offrl_version": manifest.offrl_version,
+        "git_commit": manifest.git_commit,
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,11 +34,14 @@ from offrl.agent import (
 )
 from offrl.checkpoint import Checkpointer
 from offrl.chunk import (
+    TrainedChunk,
     bar_postfix,
     chunk_records,
+    diverged_message,
     evaluation_text,
     run_scans,
     scan_lengths,
+    what_is_kept,
     window_losses,
 )
 from offrl.data.normalization import (
@@ -48,20 +52,23 @@ from offrl.data.normalization import (
     transform_rewards,
 )
 from offrl.data.transitions import Transitions, checksum, to_device
-from offrl.envs import action_bound, make_vector_env
+from offrl.envs import action_bound
 from offrl.errors import ConfigError, TrainingDiverged
-from offrl.evaluate import run_episodes
+from offrl.evaluate import (
+    ChunkEvaluator,
+    check_eval_workers,
+    evaluate_states,
+    evaluation_envs,
+)
 from offrl.fused import Carry, act_fn, init_carry, make_train_chunk
 from offrl.locks import hold
 from offrl.loggers import (
-    RunLoggers,
     WandbOptions,
     evaluation_scalars,
-    tensorboard_streams,
+    open_run_loggers,
     tensorboard_writer_type,
     train_scalars,
     wandb_module,
-    wandb_streams,
 )
 from offrl.progress import progress_shown
 from offrl.run_files import LOSSES, truncate_records
@@ -176,46 +183,6 @@ def open_run_folder(
     return checkpointer, start, carry
 
 
-def _diverged_message(
-    agent: ModuleType,
-    carry: Carry,
-    data: Transitions,
-    prepared: Any,
-    config: Any,
-    start: int,
-    n: int,
-) -> str:
-    """Replay the failed scan of `n` updates from step `start` with per-step health checks, to
-    name the step and its losses."""
-    chunk = make_train_chunk(agent, carry, n, config.batch_size, check_finite=True)
-    _, (metrics, ok) = chunk(carry, data, prepared)
-    ok = np.asarray(ok)
-    step_index, seed_index = min(
-        (int(np.argmin(ok[s])), s) for s in range(ok.shape[0]) if not ok[s].all()
-    )
-    losses = ", ".join(
-        f"{name}={float(np.asarray(value)[seed_index, step_index]):.4g}"
-        for name, value in sorted(metrics.items())
-    )
-    return (
-        f"training diverged at step {start + step_index + 1} (seed index {seed_index}): a loss "
-        "became infinite or the update made parameters non-finite; losses at that step (nan: "
-        f"not updated at that step): {losses}."
-    )
-
-
-def _what_is_kept(checkpoint_step: int, run_dir: Path | None) -> str:
-    kept = (
-        f"the last good checkpoint (step {checkpoint_step}) is kept in {run_dir}"
-        if run_dir is not None and checkpoint_step > 0
-        else "no checkpoint was written"
-    )
-    return (
-        f" Stopped; {kept}. Lower the learning rates, check the reward transform, or inspect "
-        "the dataset."
-    )
-
-
 def fit(
     agent: ModuleType,
     transitions: Transitions,
@@ -231,6 +198,8 @@ def fit(
     progress: bool = True,
     tensorboard: bool = False,
     wandb: WandbOptions | None = None,
+    overlap_evaluation: bool = True,
+    eval_workers: int | None = None,
 ) -> FitResult:
     """Train `agent` on raw `transitions`, one compiled program for all `seeds`.
 
@@ -239,7 +208,10 @@ def fit(
     normalised score; `out_dir` enables records, checkpoints and resuming. Every `log_every`
     updates (at most `eval_every`) the losses are recorded and the progress bar moves; this
     cadence changes no number of the run. `tensorboard` and `wandb` add loggers
-    (docs/logging.md).
+    (docs/logging.md). Each chunk's evaluation runs while the next chunk trains, and its records
+    and checkpoint are written when it ends (`overlap_evaluation` False: before the next chunk
+    starts); its envs step in `eval_workers` processes (`offrl.evaluate.evaluation_envs`). The
+    numbers are the same either way.
     """
     agent = checked_agent(agent)
     if config is None:
@@ -247,6 +219,7 @@ def fit(
     protocol = Protocol(steps, eval_every, eval_episodes)
     protocol.validate()
     check_log_every(log_every)
+    check_eval_workers(eval_workers)
     seeds = checked_seeds(seeds)
     run_dir = None if out_dir is None else Path(out_dir)
     # Missing logger packages are refused before anything is read, compiled or written.
@@ -268,7 +241,7 @@ def fit(
         checkpointer, start = None, 0
         if run_dir is not None:
             checkpointer, start, carry = open_run_folder(held, run_dir, manifest, carry)
-        loggers = _open_loggers(
+        loggers = open_run_loggers(
             held, writer_type, wandb_package, wandb, manifest, log_every, run_dir
         )
         base = {
@@ -286,7 +259,8 @@ def fit(
         prepared = prepare_for(agent, data, config)
         envs = None
         if task is not None:
-            envs = make_vector_env(task.env_spec, len(seeds) * protocol.eval_episodes)
+            episodes = len(seeds) * protocol.eval_episodes
+            envs = evaluation_envs(task.env_spec, episodes, eval_workers)
             held.callback(envs.close)
         scans: dict[int, Any] = {}
         records: list[dict] = []
@@ -300,7 +274,30 @@ def fit(
                 dynamic_ncols=True,
             )
         )
-        evaluation = ""
+        evaluator = held.enter_context(ChunkEvaluator(overlap_evaluation))
+        evaluation, pending = "", None
+
+        def finish(chunk: TrainedChunk) -> None:
+            """A trained chunk's records and checkpoint, once its evaluation is done."""
+            nonlocal evaluation
+            returns, scores = chunk.evaluation.result()
+            new_records = chunk_records(
+                chunk.metrics, seeds, chunk.step, chunk.updates_per_s, returns, scores, base
+            )
+            records.extend(new_records)
+            if run_dir is not None:
+                save_chunk(
+                    run_dir,
+                    checkpointer,
+                    chunk.step,
+                    chunk.length,
+                    chunk.carry,
+                    new_records,
+                    chunk.loss_records,
+                )
+            loggers.log([evaluation_scalars(record) for record in new_records], chunk.step)
+            evaluation = evaluation_text(returns, scores)
+
         while start < protocol.steps:
             n = min(protocol.eval_every, protocol.steps - start)
             lengths = scan_lengths(n, log_every)
@@ -310,10 +307,12 @@ def fit(
             step, chunk_metrics, loss_records = start, [], []
             for scanned in run_scans(scans, lengths, carry, data, prepared):
                 if not scanned.healthy:
-                    message = _diverged_message(
+                    message = diverged_message(
                         agent, carry, data, prepared, config, step, scanned.length
                     )
-                    raise TrainingDiverged(message + _what_is_kept(start, run_dir))
+                    if pending is not None:
+                        finish(pending)  # the last good checkpoint the message names
+                    raise TrainingDiverged(message + what_is_kept(start, run_dir))
                 carry, step = scanned.carry, step + scanned.length
                 chunk_metrics.append(scanned.metrics)
                 losses = window_losses(scanned.metrics)
@@ -325,27 +324,29 @@ def fit(
                 # The postfix first: the update draws the bar with this scan's losses.
                 bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
                 bar.update(scanned.length)
-            updates_per_s = n / (time.perf_counter() - began)
-            start = step
-            returns = scores = None
-            if envs is not None:
-                returns = run_episodes(
-                    lambda obs, states=carry.agent: policy(states, obs),
-                    envs,
-                    seeds,
-                    protocol.eval_episodes,
-                )
-                scores = task.normalized_score(returns.mean(axis=1))
             metrics = {
                 name: np.concatenate([m[name] for m in chunk_metrics], axis=1)
                 for name in chunk_metrics[0]
             }
-            new_records = chunk_records(metrics, seeds, start, updates_per_s, returns, scores, base)
-            records.extend(new_records)
-            if run_dir is not None:
-                save_chunk(run_dir, checkpointer, start, n, carry, new_records, loss_records)
-            loggers.log([evaluation_scalars(record) for record in new_records], start)
-            evaluation = evaluation_text(returns, scores)
+            evaluate = functools.partial(
+                evaluate_states, policy, carry.agent, envs, seeds, protocol.eval_episodes, task
+            )
+            trained = TrainedChunk(
+                step,
+                n,
+                carry,
+                metrics,
+                loss_records,
+                n / (time.perf_counter() - began),
+                evaluator.start(evaluate if envs is not None else lambda: (None, None)),
+            )
+            # The chunk before this one: its evaluation ran while this one trained.
+            if pending is not None:
+                finish(pending)
+                bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
+            pending, start = trained, step
+        if pending is not None:
+            finish(pending)
             bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
         return FitResult(carry=carry, normalizer=normalizer, records=records, run_dir=run_dir)
 
@@ -367,47 +368,3 @@ def _compile_scan(
     compiled = scan.lower(carry, data, prepared).compile()
     bar.set_postfix_str(f"compiled in {time.perf_counter() - began:.0f} s", refresh=True)
     return compiled
-
-
-def _open_loggers(
-    held: contextlib.ExitStack,
-    writer_type: type | None,
-    wandb_package: ModuleType | None,
-    wandb: WandbOptions | None,
-    manifest: RunManifest,
-    log_every: int,
-    run_dir: Path | None,
-) -> RunLoggers:
-    """The chosen loggers' streams for every seed, closed when `held` is (W&B runs marked failed
-    when an error closes it), those opened before a logger fails to open included."""
-    loggers = RunLoggers([])
-    held.push(lambda error_type, *_: loggers.close(failed=error_type is not None))
-    seeds = list(manifest.seeds)
-    if writer_type is not None:
-        loggers.loggers.append(tensorboard_streams(writer_type, run_dir, seeds))
-    if wandb_package is not None:
-        name = f"{manifest.agent}-{manifest.task or 'data'}"
-        config = _logged_config(manifest, log_every, run_dir)
-        loggers.loggers.append(wandb_streams(wandb_package, wandb, name, config, seeds, run_dir))
-    return loggers
-
-
-def _logged_config(manifest: RunManifest, log_every: int, run_dir: Path | None) -> dict:
-    """What a W&B run shows as its config: the hyper-parameters at the top level (as CORL logs
-    them, so runs filter by them), then the protocol and the data."""
-    return {
-        **manifest.config,
-        "agent": manifest.agent,
-        "behavior_version": manifest.version,
-        "task": manifest.task,
-        "steps": manifest.steps,
-        "eval_every": manifest.eval_every,
-        "eval_episodes": manifest.eval_episodes,
-        "log_every": log_every,
-        "seeds": list(manifest.seeds),
-        "dataset_checksum": manifest.checksum,
-        "dataset_size": manifest.dataset_size,
-        "run_dir": None if run_dir is None else str(run_dir),
-        "offrl_version": manifest.offrl_version,
-        "git_commit": manifest.git_commit,
-    }

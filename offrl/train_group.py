@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,8 +26,10 @@ from tqdm.auto import tqdm
 from offrl.agent import DatasetSpec, official_config
 from offrl.checkpoint import Checkpointer
 from offrl.chunk import (
+    TrainedChunk,
     bar_postfix,
     chunk_records,
+    diverged_message,
     evaluation_text,
     run_scans,
     scan_lengths,
@@ -34,9 +37,14 @@ from offrl.chunk import (
 )
 from offrl.data.normalization import ObsNormalizer
 from offrl.data.transitions import Transitions, checksum
-from offrl.envs import action_bound, make_vector_env
+from offrl.envs import action_bound
 from offrl.errors import ConfigError, TrainingDiverged
-from offrl.evaluate import run_episodes
+from offrl.evaluate import (
+    ChunkEvaluator,
+    check_eval_workers,
+    evaluate_states,
+    evaluation_envs,
+)
 from offrl.fused import Carry, act_fn, healthy, init_carry, make_train_chunk
 from offrl.grouped import (
     make_group_chunk,
@@ -50,7 +58,6 @@ from offrl.run_manifest import RunManifest
 from offrl.train import (
     FitResult,
     Protocol,
-    _diverged_message,
     agent_name,
     check_log_every,
     checked_seeds,
@@ -168,6 +175,7 @@ def train_cohort(
     protocol: Protocol,
     bar: tqdm,
     log_every: int,
+    overlap_evaluation: bool = True,
 ) -> None:
     """`fit`'s chunk loop for a cohort: one compiled chunk for all its runs, then each member's
     health check, evaluation, records and checkpoint, as its own `fit` would do them."""
@@ -180,59 +188,89 @@ def train_cohort(
         make_chunk = make_group_chunk
     start = cohort[0].start
     scans: dict[int, Any] = {}
-    evaluation = ""
-    while start < protocol.steps:
-        n = min(protocol.eval_every, protocol.steps - start)
-        lengths = scan_lengths(n, log_every)
-        for length in sorted(set(lengths) - scans.keys()):
-            chunk = make_chunk(agent, carry, length, config.batch_size)
-            scans[length] = chunk.lower(carry, data, prepared).compile()
-        began = time.perf_counter()
-        step, chunk_views, loss_records = start, [], [[] for _ in cohort]
-        for scanned in run_scans(scans, lengths, carry, data, prepared):
-            views = member_views(scanned.carry, scanned.metrics, len(cohort))
-            for run, (run_carry, run_metrics) in zip(cohort, views, strict=True):
-                if not bool(healthy(run_carry.agent, run_metrics)):
-                    message = _diverged_message(
-                        agent, run.carry, run.data, run.prepared, config, step, scanned.length
-                    )
-                    raise TrainingDiverged(f"{run.manifest.task or 'a member'}: {message}")
-            carry, step = scanned.carry, step + scanned.length
-            chunk_views.append(views)
-            for lines, (_, run_metrics) in zip(loss_records, views, strict=True):
-                lines += [
-                    {"seed": seed, "step": step, "losses": seed_losses}
-                    for seed, seed_losses in zip(seeds, window_losses(run_metrics), strict=True)
-                ]
-            losses = window_losses(views[0][1])
-            bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
-            bar.update(scanned.length * len(cohort))
-        updates_per_s = n / (time.perf_counter() - began)
-        start = step
-        for i, run in enumerate(cohort):
-            run_carry = chunk_views[-1][i][0]
-            run_metrics = {
-                name: np.concatenate([views[i][1][name] for views in chunk_views], axis=1)
-                for name in chunk_views[0][i][1]
-            }
-            run.carry, run.start = run_carry, start
-            returns = scores = None
-            if run.envs is not None:
-                returns = run_episodes(
-                    lambda obs, states=run_carry.agent, policy=run.policy: policy(states, obs),
-                    run.envs,
-                    seeds,
-                    protocol.eval_episodes,
-                )
-                scores = run.task.normalized_score(returns.mean(axis=1))
+    evaluation, pending = "", []
+
+    def finish(trained: list[TrainedChunk]) -> None:
+        """Each member's records and checkpoint of a trained chunk, once its evaluation is done."""
+        nonlocal evaluation
+        for run, chunk in zip(cohort, trained, strict=True):
+            returns, scores = chunk.evaluation.result()
             base = run_base(run, protocol, config)
-            records = chunk_records(run_metrics, seeds, start, updates_per_s, returns, scores, base)
+            records = chunk_records(
+                chunk.metrics, seeds, chunk.step, chunk.updates_per_s, returns, scores, base
+            )
             run.records.extend(records)
             if run.run_dir is not None:
                 save_chunk(
-                    run.run_dir, run.checkpointer, start, n, run_carry, records, loss_records[i]
+                    run.run_dir,
+                    run.checkpointer,
+                    chunk.step,
+                    chunk.length,
+                    chunk.carry,
+                    records,
+                    chunk.loss_records,
                 )
             evaluation = evaluation_text(returns, scores)
+
+    with ChunkEvaluator(overlap_evaluation) as evaluator:
+        while start < protocol.steps:
+            n = min(protocol.eval_every, protocol.steps - start)
+            lengths = scan_lengths(n, log_every)
+            for length in sorted(set(lengths) - scans.keys()):
+                chunk = make_chunk(agent, carry, length, config.batch_size)
+                scans[length] = chunk.lower(carry, data, prepared).compile()
+            began = time.perf_counter()
+            step, chunk_views, loss_records = start, [], [[] for _ in cohort]
+            for scanned in run_scans(scans, lengths, carry, data, prepared):
+                views = member_views(scanned.carry, scanned.metrics, len(cohort))
+                for run, (run_carry, run_metrics) in zip(cohort, views, strict=True):
+                    if not bool(healthy(run_carry.agent, run_metrics)):
+                        message = diverged_message(
+                            agent, run.carry, run.data, run.prepared, config, step, scanned.length
+                        )
+                        if pending:
+                            finish(pending)  # every member's last good checkpoint
+                        raise TrainingDiverged(f"{run.manifest.task or 'a member'}: {message}")
+                carry, step = scanned.carry, step + scanned.length
+                chunk_views.append(views)
+                for lines, (_, run_metrics) in zip(loss_records, views, strict=True):
+                    lines += [
+                        {"seed": seed, "step": step, "losses": seed_losses}
+                        for seed, seed_losses in zip(seeds, window_losses(run_metrics), strict=True)
+                    ]
+                losses = window_losses(views[0][1])
+                bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
+                bar.update(scanned.length * len(cohort))
+            updates_per_s = n / (time.perf_counter() - began)
+            trained = []
+            for i, run in enumerate(cohort):
+                run_carry = chunk_views[-1][i][0]
+                run_metrics = {
+                    name: np.concatenate([views[i][1][name] for views in chunk_views], axis=1)
+                    for name in chunk_views[0][i][1]
+                }
+                run.carry, run.start = run_carry, step
+                evaluate = functools.partial(
+                    evaluate_states,
+                    run.policy,
+                    run_carry.agent,
+                    run.envs,
+                    seeds,
+                    protocol.eval_episodes,
+                    run.task,
+                )
+                future = evaluator.start(evaluate if run.envs is not None else lambda: (None, None))
+                trained.append(
+                    TrainedChunk(
+                        step, n, run_carry, run_metrics, loss_records[i], updates_per_s, future
+                    )
+                )
+            # The chunk before this one: its evaluations ran while this one trained.
+            if pending:
+                finish(pending)
+            pending, start = trained, step
+        if pending:
+            finish(pending)
 
 
 def run_base(run: MemberRun, protocol: Protocol, config: Any) -> dict:
@@ -261,12 +299,15 @@ def fit_many(
     eval_episodes: int = 10,
     progress: bool = True,
     log_every: int = 1_000,
+    overlap_evaluation: bool = True,
+    eval_workers: int | None = None,
 ) -> list[FitResult]:
     """Train `agent` with one config and the same `seeds` on every member's dataset, all
     (datasets x seeds) runs in one compiled program; one `FitResult` per member, as its own
     `fit` call returns it (same records and states up to float rounding, same run folder).
 
-    `config` defaults to the agent's official config for the members' tasks, which must agree.
+    `config` defaults to the agent's official config for the members' tasks, which must agree;
+    evaluation overlaps training and steps in `eval_workers` processes, as in `fit`.
     """
     if not members:
         raise ConfigError("fit_many needs at least one member")
@@ -276,6 +317,7 @@ def fit_many(
     protocol.validate()
     seeds = checked_seeds(seeds)
     check_log_every(log_every)
+    check_eval_workers(eval_workers)
     runs = [plan_member(agent, member, config, seeds, protocol) for member in members]
     spec = check_group(runs)
     with contextlib.ExitStack() as held:  # run folders' holds, checkpointers, envs
@@ -289,7 +331,9 @@ def fit_many(
             run.policy = act_fn(agent, initial, run.normalizer)
             run.prepared = agent.prepare(run.data, config)
             if run.task is not None:
-                run.envs = make_vector_env(run.task.env_spec, len(seeds) * eval_episodes)
+                run.envs = evaluation_envs(
+                    run.task.env_spec, len(seeds) * eval_episodes, eval_workers
+                )
                 held.callback(run.envs.close)
         tasks = " ".join(str(run.manifest.task or "") for run in runs).strip()
         bar = tqdm(
@@ -302,7 +346,17 @@ def fit_many(
         )
         with contextlib.closing(bar):
             for cohort, prepared in cohorts(agent, runs):
-                train_cohort(agent, cohort, prepared, config, seeds, protocol, bar, log_every)
+                train_cohort(
+                    agent,
+                    cohort,
+                    prepared,
+                    config,
+                    seeds,
+                    protocol,
+                    bar,
+                    log_every,
+                    overlap_evaluation,
+                )
     return [
         FitResult(
             carry=run.carry, normalizer=run.normalizer, records=run.records, run_dir=run.run_dir

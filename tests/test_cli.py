@@ -405,6 +405,7 @@ def test_unknown_task_suggests_the_closest(capsys, untouched):
         (["--steps", "0"], ["--steps must be >= 1, got 0"]),
         (["--eval-episodes", "0"], ["--eval-episodes must be >= 1, got 0"]),
         (["--log-every", "0"], ["--log-every must be >= 1, got 0"]),
+        (["--eval-workers", "0"], ["--eval-workers must be >= 1, got 0"]),
     ],
 )
 def test_invalid_options(hopper_dataset, capsys, untouched, flags, needles):

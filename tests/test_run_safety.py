@@ -92,8 +92,9 @@ MOMENTS = {
     "after records, before the first checkpoint": ("Checkpointer", "save", 1),
     # Orbax has finished the second checkpoint; its checksums are not written yet.
     "during a checkpoint write": ("checkpoint", "file_digests", 2),
-    # The third chunk is trained, two checkpoints are on disk, its records are not.
-    "between checkpoints": ("train", "run_episodes", 3),
+    # The third chunk is trained and evaluated on the worker thread while the second chunk's
+    # records and checkpoint are written, or just after.
+    "between checkpoints": ("train", "evaluate_states", 3),
 }
 
 

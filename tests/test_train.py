@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from offrl.agent import DatasetSpec
 from offrl.checkpoint import Checkpointer
 from offrl.cli import main
 from offrl.data.registry import load_task
+from offrl.envs.workers import WorkerVectorEnv
 from offrl.errors import ConfigError, TrainingDiverged
-from offrl.evaluate import episode_seeds
+from offrl.evaluate import ChunkEvaluator, episode_seeds, evaluation_envs, run_episodes
 from offrl.fused import init_carry, make_train_chunk, update_compiler_options
 from offrl.run_files import LOSSES as LOSSES_FILE
 from offrl.run_files import RECORDS
@@ -277,6 +279,81 @@ def test_cutting_chunks_into_scans_changes_no_number(two_seed_run, cut_run):
 
     # Losses, returns, episode returns: all equal.
     assert timeless(result.records) == timeless(two_seed_run.records)
+
+
+def test_evaluating_while_the_next_chunk_trains_changes_no_number(loaded, two_seed_run, tmp_path):
+    """`two_seed_run` evaluated each chunk on the worker thread while the next one trained; in
+    turn, as here, every state, record, loss line and checkpoint is the same."""
+    result = fit(
+        TD3BC,
+        loaded.transitions,
+        TD3BC.Config(**SMALL),
+        seeds=[0, 1],
+        steps=200,
+        eval_every=100,
+        eval_episodes=2,
+        task=loaded.task,
+        out_dir=tmp_path / "run",
+        progress=False,
+        overlap_evaluation=False,
+    )
+    leaves = zip(jax.tree.leaves(result.carry), jax.tree.leaves(two_seed_run.carry), strict=True)
+    for alone, beside in leaves:
+        np.testing.assert_array_equal(np.asarray(alone), np.asarray(beside))
+
+    def timeless(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "updates_per_s"} for r in records]
+
+    assert timeless(result.records) == timeless(two_seed_run.records)
+    assert timeless(read_records(result.run_dir)) == timeless(read_records(two_seed_run.run_dir))
+    assert read_records(result.run_dir, LOSSES_FILE) == read_records(
+        two_seed_run.run_dir, LOSSES_FILE
+    )
+    assert checkpoint_steps(result.run_dir) == checkpoint_steps(two_seed_run.run_dir) == [100, 200]
+
+
+def test_the_chunk_evaluator_runs_beside_its_caller_in_order():
+    started, release = threading.Event(), threading.Event()
+
+    def evaluation(name: str) -> str:
+        started.set()
+        assert release.wait(timeout=30), "the caller never went on while this ran"
+        return f"{name} on {threading.current_thread().name}"
+
+    with ChunkEvaluator() as evaluator:
+        first = evaluator.start(lambda: evaluation("first"))
+        second = evaluator.start(lambda: "second")
+        assert started.wait(timeout=30)
+        release.set()  # only reachable because start() returned while `evaluation` waits
+        assert first.result().startswith("first on offrl-eval")
+        assert second.result() == "second"
+    with ChunkEvaluator(overlap=False) as evaluator:
+        failed = evaluator.start(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failed.result()
+
+
+def test_evaluation_envs_in_worker_processes_play_the_episodes_of_one_process(loaded):
+    """The same seeds and a policy that reads the observations: the same returns whether the
+    envs step here or in two worker processes (where an ended env restarts at once)."""
+    data = loaded.transitions
+    weights = np.random.default_rng(0).normal(size=(data.obs_dim, data.action_dim))
+
+    def policy(observations: np.ndarray) -> np.ndarray:
+        return np.tanh(observations @ weights)
+
+    here = evaluation_envs(loaded.task.env_spec, 4, workers=1)
+    apart = evaluation_envs(loaded.task.env_spec, 4, workers=2)
+    assert isinstance(apart, WorkerVectorEnv) and len(apart.envs.processes) == 2
+    try:
+        returns = [run_episodes(policy, envs, [0, 1], 2) for envs in (here, apart)]
+    finally:
+        here.close()
+        apart.close()
+    np.testing.assert_array_equal(returns[0], returns[1])
+    assert len(np.unique(returns[0])) == 4  # four different episodes
+    with pytest.raises(ConfigError, match="--eval-workers must be >= 1, got 0"):
+        evaluation_envs(loaded.task.env_spec, 4, workers=0)
 
 
 def test_losses_are_recorded_after_every_scan(cut_run):

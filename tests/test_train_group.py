@@ -72,6 +72,7 @@ def one_by_one(loaded, datasets, tmp_path_factory):
             task=loaded.task,
             out_dir=folder / f"run{i}",
             progress=False,
+            overlap_evaluation=False,  # the group evaluates beside training: the same numbers
             **PROTOCOL,
         )
         for i, data in enumerate(datasets)

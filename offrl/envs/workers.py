@@ -141,3 +141,27 @@ class BlockVectorEnv:
             process.join(timeout=10)
             if process.is_alive():  # stuck in an env step: it holds nothing worth waiting for
                 process.terminate()
+
+
+class WorkerVectorEnv:
+    """The vector-env calls evaluation makes (`reset(seed=...)`, `step`, `close`) on a
+    `BlockVectorEnv`: evaluation envs stepped by worker processes. An env that ends starts its
+    next episode in the same step (SyncVectorEnv: in the next), which no evaluation counts."""
+
+    def __init__(self, env_spec: EnvSpec, num_envs: int, workers: int):
+        self.envs = BlockVectorEnv(env_spec, num_envs, workers)
+        self.num_envs = num_envs
+
+    def reset(self, seed: list[int]) -> tuple[np.ndarray, dict]:
+        return self.envs.reset(list(seed)), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        observations, _, rewards, terminated, truncated = (
+            column[0] for column in self.envs.step_many(np.asarray(actions)[None])
+        )
+        return observations, rewards, terminated, truncated, {}
+
+    def close(self) -> None:
+        self.envs.close()
