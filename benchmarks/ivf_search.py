@@ -4,8 +4,9 @@ PRDC keys: `python -m benchmarks.ivf_search [--task T] [--lists 1000,2000] [--k 
 
 Queries as PRDC's actor step sends them, (beta * s_b, action) at 768 dataset rows b, with the
 row's action plus N(0, 0.05^2) or N(0, 0.3^2) noise (clipped), uniform, or saturated (+-1)
-actions. With k = 1 the row's own key bounds the distance (as without candidate lists); other k
-run unbounded. `--baseline` loads another version of `pruned_ivf.py` (say from a worktree of an
+actions. With k = 1 the row's own key bounds the distance (as without candidate lists); larger k
+are bounded by the k-th nearest of the row's 32 candidate keys, as `RowMemory`'s searches for
+k = memory + 1 are. `--baseline` loads another version of `pruned_ivf.py` (say from a worktree of an
 earlier commit) and times it on the same 1,000-cell index, interleaved with this one; every
 search's rows are checked against faiss-flat's.
 """
@@ -22,22 +23,23 @@ import numpy as np
 
 from offrl.data.normalization import fit_normalizer
 from offrl.data.registry import load_task
-from offrl.neighbors import PrunedIVF, build_faiss_index
+from offrl.neighbors import PrunedIVF, build_faiss_index, state_candidates
 from offrl.neighbors.faiss_search import exact_ivf_lists
 
 QUERIES = 768
 
 
-def prdc_keys(task: str, beta: float) -> tuple[np.ndarray, int]:
-    """(keys, state_dim): beta * normalised state, then action, as PRDC builds them."""
+def prdc_states(task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised states, actions) as PRDC reads them."""
     data = load_task(task).transitions
     states = np.asarray(fit_normalizer(data.observations)(np.asarray(data.observations)))
-    keys = np.concatenate([beta * states, np.asarray(data.actions)], 1)
-    return np.ascontiguousarray(keys, dtype=np.float32), states.shape[1]
+    return states.astype(np.float32), np.asarray(data.actions, np.float32)
 
 
-def query_sets(keys: np.ndarray, state_dim: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """name -> (queries, squared distance to the row's own key)."""
+def query_sets(
+    keys: np.ndarray, state_dim: int, candidates: np.ndarray | None, k: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (queries, upper bound on the squared k-th distance)."""
     rng = np.random.default_rng(0)
     rows = rng.integers(0, len(keys), QUERIES)
     own = keys[rows, state_dim:]
@@ -50,7 +52,12 @@ def query_sets(keys: np.ndarray, state_dim: int) -> dict[str, tuple[np.ndarray, 
     sets = {}
     for name, action in actions.items():
         queries = np.concatenate([keys[rows, :state_dim], action], 1).astype(np.float32)
-        sets[name] = (queries, ((queries - keys[rows]) ** 2).sum(1))
+        if candidates is None:
+            upper = ((queries - keys[rows]) ** 2).sum(1)
+        else:
+            around = ((keys[candidates[rows]] - queries[:, None]) ** 2).sum(-1)
+            upper = np.partition(around, k - 1, axis=1)[:, k - 1]
+        sets[name] = (queries, upper)
     return sets
 
 
@@ -71,7 +78,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="another pruned_ivf.py to time beside")
     args = parser.parse_args(argv)
-    keys, state_dim = prdc_keys(args.task, args.beta)
+    states, actions = prdc_states(args.task)
+    keys = np.ascontiguousarray(np.concatenate([args.beta * states, actions], 1))
+    state_dim = states.shape[1]
     default = exact_ivf_lists(len(keys))
     lists = [int(n) for n in args.lists.split(",")] if args.lists else [default]
     flat = build_faiss_index(keys, "faiss-flat", hnsw_m=32, ivf_lists=1)
@@ -83,22 +92,22 @@ def main(argv: list[str]) -> int:
     if args.baseline:
         searches[f"baseline, {default} cells"] = load_baseline(args.baseline)(ivf(default), flat)
     searches |= {f"{n} cells": PrunedIVF(ivf(n), flat) for n in lists}
-    sets = query_sets(keys, state_dim)
-    bounded = args.k == 1
+    candidates = state_candidates(states, 32)[0] if args.k > 1 else None
+    sets = query_sets(keys, state_dim, candidates, args.k)
     for name, (queries, upper) in sets.items():
         exact = flat.search(queries, args.k)[1]
         for label, search in searches.items():
-            found = search.search(queries, args.k, upper if bounded else None)[1]
+            found = search.search(queries, args.k, upper)[1]
             print(f"{name}, {label}: same rows as faiss-flat {(found == exact).all(1).mean():.4f}")
     seconds = {(name, label): [] for name in sets for label in searches}
     for _ in range(args.rounds):
         for (name, label), times in seconds.items():
             queries, upper = sets[name]
             start = time.perf_counter()
-            searches[label].search(queries, args.k, upper if bounded else None)
+            searches[label].search(queries, args.k, upper)
             times.append(time.perf_counter() - start)
-    bound = "the own row's distance as upper bound" if bounded else "no upper bound"
-    print(f"{args.task}, {len(keys):,} keys, {QUERIES} queries, k = {args.k}, {bound}")
+    bound = "the own row's key" if args.k == 1 else "the row's 32 candidate keys"
+    print(f"{args.task}, {len(keys):,} keys, {QUERIES} queries, k = {args.k}, bounded by {bound}")
     print(f"ms per batch, median of {args.rounds} interleaved rounds (x: against the first)")
     for name in sets:
         first = np.median(seconds[name, next(iter(searches))])
