@@ -170,6 +170,79 @@ def test_pruned_ivf_is_exact_across_many_cells(k):
     np.testing.assert_array_equal(found[:, k - 1], exact)
 
 
+def policy_keys(layout: str, rng: np.random.Generator) -> np.ndarray:
+    """8,000 PRDC-like keys (2 * state, action): random, or states along trajectories with the
+    actions of a smooth policy, so that saturated actions lie far from every key."""
+    if layout == "random":
+        states = rng.standard_normal((8000, 6))
+        actions = rng.uniform(-1, 1, (8000, 3))
+    else:
+        states = np.cumsum(rng.standard_normal((16, 500, 6)) * 0.2, axis=1).reshape(-1, 6)
+        states = (states - states.mean(0)) / states.std(0)
+        actions = 0.6 * np.tanh(states @ rng.standard_normal((6, 3)) * 0.5)
+        actions = actions + 0.02 * rng.standard_normal(actions.shape)
+    return np.concatenate([2.0 * states, actions], 1).astype(np.float32)
+
+
+def policy_queries(keys: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Queries at 200 dataset states with actions near the data's, uniform, or saturated."""
+    rows = rng.integers(0, len(keys), 200)
+    actions = {
+        "near": np.clip(keys[rows, 6:] + 0.05 * rng.standard_normal((200, 3)), -1, 1),
+        "uniform": rng.uniform(-1, 1, (200, 3)),
+        "saturated": np.sign(rng.standard_normal((200, 3))),
+    }[kind]
+    return np.concatenate([keys[rows, :6], actions], 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=["random", "clustered"])
+def policy_index(request):
+    keys = policy_keys(request.param, np.random.default_rng(5))
+    flat = build_faiss_index(keys, "faiss-flat", hnsw_m=32, ivf_lists=64)
+    # Small cells (about 30 keys): far queries need many beyond the first visit's.
+    ivf = build_faiss_index(keys, "faiss-ivf", hnsw_m=32, ivf_lists=256)
+    return keys, flat, PrunedIVF(ivf, flat)
+
+
+@pytest.mark.parametrize("kind", ["near", "uniform", "saturated"])
+@pytest.mark.parametrize("k", [1, 5])
+def test_pruned_ivf_equals_flat_search_for_far_actions(policy_index, kind, k):
+    """Bound-ordered visits with the ball and box bounds return flat search's k nearest keys,
+    with no upper bound, a tight or loose one, or a mix with unknown (inf) ones."""
+    keys, flat, pruned = policy_index
+    rng = np.random.default_rng(6)
+    queries = policy_queries(keys, kind, rng)
+    dist2, exact = flat.search(queries, k)
+    kth = dist2[:, -1].astype(np.float64)
+    mixed = np.stack([kth, 4.0 * kth + 1.0, np.full_like(kth, np.inf)], 1)[
+        np.arange(len(kth)), rng.integers(0, 3, len(kth))
+    ]
+    for upper in (None, kth, 4.0 * kth + 1.0, mixed):
+        found_dist2, found = pruned.search(queries, k, upper)
+        np.testing.assert_array_equal(found, exact)
+        np.testing.assert_allclose(found_dist2, dist2, rtol=1e-5, atol=1e-5)
+    assert pruned.search(queries[:0], k)[1].shape == (0, k)
+
+
+def test_cell_bounds_are_lower_bounds(policy_index):
+    """No key of a cell lies closer to a query than its coarse or box bound says."""
+    keys, _, pruned = policy_index
+    rng = np.random.default_rng(7)
+    queries = np.concatenate([policy_queries(keys, kind, rng) for kind in ("near", "saturated")])
+    _, assigned = pruned.ivf.quantizer.search(keys, 1)
+    dist = np.sqrt(((queries[:, None, :].astype(np.float64) - keys[None]) ** 2).sum(-1))
+    nearest_in_cell = np.full((len(queries), pruned.ivf.nlist), np.inf)
+    for cell in range(pruned.ivf.nlist):
+        members = assigned[:, 0] == cell
+        if members.any():
+            nearest_in_cell[:, cell] = dist[:, members].min(1)
+    coarse = pruned.cells.coarse(queries)
+    rows, cells = np.nonzero(np.ones_like(coarse, bool))
+    box = pruned.cells.box(queries[rows], cells).reshape(coarse.shape)
+    assert (coarse <= nearest_in_cell + 1e-4).all() and (box <= nearest_in_cell + 1e-4).all()
+    assert (np.maximum(coarse, box) > 0).mean() > 0.5  # and they do rule cells out
+
+
 @pytest.mark.parametrize("search", ["faiss-hnsw", "faiss-ivf"])
 def test_approximate_searches_have_high_measured_recall(table, search):
     states, actions, rows, policy_actions = table

@@ -5,8 +5,9 @@ is (beta * s_b, pi(s_b)) for a sampled row b, and its answer is the action of th
 in Euclidean distance, as the official code's KD-tree returns it. Searches, one interface:
 
 - `faiss-flat`: exact, FAISS IndexFlatL2 on the host, entered through `jax.pure_callback`;
-- `faiss-ivf-exact`: exact, FAISS IVF cells visited until no unvisited cell can hold a closer key
-  (the default on CPU: a fraction of flat's cost on structured data);
+- `faiss-ivf-exact`: exact, FAISS IVF cells visited lowest lower bound first (Voronoi, ball and
+  bounding-box bounds) until no unvisited cell can hold a closer key (the default on CPU: a
+  fraction of flat's cost on structured data);
 - `faiss-hnsw`, `faiss-ivf`: approximate FAISS indexes (faster to query, recall below 1);
 - `jax`: exact tiled brute force inside the compiled program, no host callback (the default on
   accelerators), of the queries the candidate lists leave open only.
@@ -62,7 +63,6 @@ from offrl.neighbors.pruned_ivf import (
     faiss_kth_rows,
     faiss_nearest,
     training_sample,
-    voronoi_bounds,
     within_bound,
 )
 from offrl.neighbors.query import (
@@ -110,6 +110,5 @@ __all__ = [
     "state_candidates",
     "training_sample",
     "validate_search",
-    "voronoi_bounds",
     "within_bound",
 ]

@@ -1,11 +1,20 @@
-"""Exact k-NN with a FAISS IVF index, visiting only the cells whose Voronoi bound can still hold a
-closer key; and querying any FAISS index the same way."""
+"""Exact k-NN with a FAISS IVF index, visiting only the cells whose lower bound on the distance to
+any of their keys can still beat the k-th distance found; and querying any FAISS index the same
+way."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from offrl.neighbors.constraint import BOUND_SLACK_ABSOLUTE, BOUND_SLACK_RELATIVE
+
+# Cells of the first visit, by coarse bound: they usually hold the answer, tightening the rest.
+FIRST_CELLS = 8
+# Ranked cells per later visit (the last one takes every cell left); each visit drops the cells
+# that the k-th distance found so far rules out.
+LATER_CELLS = (32,)
+# (query, cell) pairs per block of the bounding-box bound, to keep its temporaries small.
+BOX_PAIRS = 1 << 16
 
 
 def training_sample(keys: np.ndarray, size: int) -> np.ndarray:
@@ -16,33 +25,23 @@ def training_sample(keys: np.ndarray, size: int) -> np.ndarray:
     return keys[np.sort(rows)]
 
 
-def voronoi_bounds(cell_dist2: np.ndarray, cells: np.ndarray, centroid_gaps: np.ndarray):
-    """Lower bounds on the distance from each query to any key in each of its ranked cells.
-
-    A key in cell c is closer to mu_c than to the query's nearest centroid mu_a, so it lies beyond
-    their bisector, at least (|q - mu_c|^2 - |q - mu_a|^2) / (2 |mu_c - mu_a|) from the query.
-    """
-    gaps = np.take_along_axis(centroid_gaps[cells[:, 0]], cells, axis=1)
-    bounds = (cell_dist2 - cell_dist2[:, :1]) / np.maximum(2.0 * gaps, 1e-12)
-    bounds[:, 0] = 0.0
-    return np.maximum(bounds, 0.0)
-
-
 def within_bound(bounds: np.ndarray, dist2: np.ndarray) -> np.ndarray:
     """Whether a cell at lower bound `bounds` may hold a key at squared distance <= `dist2`."""
-    reach = np.sqrt(np.maximum(dist2, 0.0)) * (1.0 + BOUND_SLACK_RELATIVE) + BOUND_SLACK_ABSOLUTE
-    return bounds <= reach
+    return bounds <= reach(dist2)
 
 
-class PrunedIVF:
-    """Exact k-NN with an IVF index. A query with a known upper bound on its k-th distance visits
-    exactly the cells whose Voronoi bound is within it. Others visit cells nearest-first in growing
-    rounds and stop once the k-th distance is within the bound of every cell not visited; queries
-    still open after the last round, or whose bounded visit came up short, are searched flat."""
+def reach(dist2: np.ndarray) -> np.ndarray:
+    """The distance `dist2` (squared) stands for, widened by the slack that covers rounding."""
+    return np.sqrt(np.maximum(dist2, 0.0)) * (1.0 + BOUND_SLACK_RELATIVE) + BOUND_SLACK_ABSOLUTE
 
-    def __init__(self, ivf, flat, rounds: tuple[int, ...] = (8, 32, 128)):
-        self.ivf, self.flat, self.rounds = ivf, flat, rounds
-        # Bounds in float64: their rounding must stay far below the pruning slack.
+
+class CellBounds:
+    """Per-cell geometry for lower bounds on the distance from a query to any key of a cell: the
+    centroid mu_c (Voronoi bisectors), the radius r_c of the keys around it, and their bounding
+    box. Read from the index's lists, so nothing beyond the index is cached."""
+
+    def __init__(self, ivf):
+        # Bounds in float64 (the box in float32): their rounding stays far below the slack.
         self.centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist).astype(np.float64)
         self.centroid_norms = (self.centroids**2).sum(1)
         gap2 = (
@@ -51,63 +50,146 @@ class PrunedIVF:
             - 2.0 * self.centroids @ self.centroids.T
         )
         self.centroid_gaps = np.sqrt(np.maximum(gap2, 0.0))
+        dim = self.centroids.shape[1]
+        self.radius = np.full(ivf.nlist, -np.inf)  # empty cells: the ball bound rules them out
+        self.low = np.full((ivf.nlist, dim), np.inf, np.float32)
+        self.high = np.full((ivf.nlist, dim), -np.inf, np.float32)
+        for cell in range(ivf.nlist):
+            keys = cell_keys(ivf, cell)
+            if len(keys):
+                offsets = keys.astype(np.float64) - self.centroids[cell]
+                self.radius[cell] = np.sqrt((offsets**2).sum(1).max())
+                self.low[cell], self.high[cell] = keys.min(0), keys.max(0)
+
+    def coarse(self, queries: np.ndarray) -> np.ndarray:
+        """(queries, cells) lower bounds: the larger of the Voronoi and the ball bound.
+
+        A key in cell c is closer to mu_c than to the query's nearest centroid mu_a, so it lies
+        beyond their bisector, at least (|q - mu_c|^2 - |q - mu_a|^2) / (2 |mu_c - mu_a|) from the
+        query; and within r_c of mu_c, so at least |q - mu_c| - r_c from it.
+        """
+        q = queries.astype(np.float64)
+        dist2 = (q**2).sum(1)[:, None] - 2.0 * q @ self.centroids.T + self.centroid_norms
+        rows = np.arange(len(q))
+        own = dist2.argmin(axis=1)
+        gaps = np.maximum(2.0 * self.centroid_gaps[own], 1e-12)
+        bounds = (dist2 - dist2[rows, own, None]) / gaps
+        bounds[rows, own] = 0.0
+        np.maximum(bounds, np.sqrt(np.maximum(dist2, 0.0)) - self.radius, out=bounds)
+        return np.maximum(bounds, 0.0, out=bounds)
+
+    def box(self, queries: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """The distance from each query to the bounding box of its paired cell's keys."""
+        out = np.empty(len(cells), np.float64)
+        for start in range(0, len(cells), BOX_PAIRS):
+            part = slice(start, start + BOX_PAIRS)
+            q, c = queries[part], cells[part]
+            outside = np.maximum(np.maximum(self.low[c] - q, q - self.high[c]), 0.0)
+            out[part] = np.sqrt(np.einsum("ij,ij->i", outside, outside))
+        return out
+
+
+def cell_keys(ivf, cell: int) -> np.ndarray:
+    """The keys stored in one IVF-Flat cell, (size, dim) float32."""
+    from faiss.contrib.inspect_tools import get_invlist  # FAISS loads on first use only
+
+    return get_invlist(ivf.invlists, cell)[1].view(np.float32).reshape(-1, ivf.d)
+
+
+class PrunedIVF:
+    """Exact k-NN with an IVF index. Each query visits its cells in the order of a lower bound on
+    the distance to their keys (the largest of the Voronoi, ball and bounding-box bounds of
+    `CellBounds`), and stops once its k-th distance is within the bound of every cell not
+    visited; a known upper bound on the k-th distance rules cells out from the start. Queries
+    still short of k keys (no upper bound, and fewer keys in their first cells) are searched
+    flat."""
+
+    def __init__(self, ivf, flat):
+        self.ivf, self.flat = ivf, flat
+        self.cells = CellBounds(ivf)
 
     def search(
         self, queries: np.ndarray, k: int, upper: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        dist2 = np.zeros((len(queries), k), np.float32)
-        found = np.full((len(queries), k), -1, np.int64)
-        bounded = np.zeros(len(queries), bool) if upper is None else np.isfinite(upper)
-        if bounded.any():
-            dist2[bounded], found[bounded] = self._search_bounded(
-                queries[bounded], k, upper[bounded]
-            )
-        todo = np.flatnonzero(~bounded)
-        if todo.size:
-            dist2[todo], found[todo] = self._search_in_rounds(queries[todo], k)
+        """(squared distances, rows) of the k nearest keys; `upper` bounds each squared k-th
+        distance from above (inf or None: unknown)."""
+        if not len(queries):
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        upper = np.full(len(queries), np.inf) if upper is None else np.asarray(upper, np.float64)
+        dist2, found = self._search_pruned(queries, k, upper)
         short = np.flatnonzero(found[:, -1] < 0)
         if short.size:
             dist2[short], found[short] = self.flat.search(queries[short], k)
         return dist2, found
 
-    def _search_bounded(self, queries: np.ndarray, k: int, upper: np.ndarray):
-        """Only the cells whose bisector bound is within `upper`; no ranking of cells needed."""
-        q = queries.astype(np.float64)
-        cell_dist2 = (q**2).sum(1)[:, None] - 2.0 * q @ self.centroids.T + self.centroid_norms
-        rows = np.arange(len(q))
-        own = cell_dist2.argmin(axis=1)
-        gaps = np.maximum(2.0 * self.centroid_gaps[own], 1e-12)
-        bounds = np.maximum((cell_dist2 - cell_dist2[rows, own, None]) / gaps, 0.0)
-        bounds[rows, own] = 0.0
-        needed = within_bound(bounds, upper[:, None])
-        depth = int(needed.sum(axis=1).max())
-        # The needed cells first in each row; the rest of the row is skipped (list id -1).
-        order = np.argsort(~needed, axis=1, kind="stable")[:, :depth]
-        lists = np.where(np.take_along_axis(needed, order, axis=1), order, -1)
-        coarse = np.take_along_axis(cell_dist2, order, axis=1).astype(np.float32)
-        self.ivf.nprobe = depth
-        return self.ivf.search_preassigned(queries, k, lists, coarse)
-
-    def _search_in_rounds(self, queries: np.ndarray, k: int):
-        nlist = self.ivf.nlist
-        cell_dist2, cells = self.ivf.quantizer.search(queries, nlist)
-        bounds = voronoi_bounds(cell_dist2, cells, self.centroid_gaps)
-        # The bound on every cell from rank r on: suffix minimum along the ranking.
-        beyond = np.minimum.accumulate(bounds[:, ::-1], axis=1)[:, ::-1]
-        dist2 = np.zeros((len(queries), k), np.float32)
-        found = np.full((len(queries), k), -1, np.int64)
-        todo = np.arange(len(queries))
-        for probes in (p for p in self.rounds if p < nlist):
-            self.ivf.nprobe = probes
-            d, i = self.ivf.search_preassigned(
-                queries[todo], k, cells[todo, :probes], cell_dist2[todo, :probes]
-            )
-            done = (i[:, -1] >= 0) & ~within_bound(beyond[todo, probes], d[:, -1])
-            dist2[todo[done]], found[todo[done]] = d[done], i[done]
-            todo = todo[~done]
-            if not todo.size:
+    def _search_pruned(self, queries: np.ndarray, k: int, upper: np.ndarray):
+        """The few cells of lowest coarse bound first, which tighten `upper`; then the rest."""
+        coarse = self.cells.coarse(queries)
+        coarse[~within_bound(coarse, upper[:, None])] = np.inf
+        first = lowest_cells(coarse, FIRST_CELLS)
+        dist2, found = self._visit(queries, k, first)
+        # A row's -1 marks cell 0, which is then among its first cells or ruled out anyway.
+        np.put_along_axis(coarse, np.maximum(first, 0), np.inf, axis=1)
+        upper = np.minimum(upper, kth_dist2(dist2, found))
+        coarse[np.isinf(upper)] = np.inf  # still nothing to bound them: left to the flat search
+        cells, bounds = self._ranked_cells(queries, coarse, upper)
+        start = 0
+        for width in (*LATER_CELLS, cells.shape[1]):
+            if start >= cells.shape[1]:
                 break
-        return dist2, found  # rows still -1 are searched flat by the caller
+            part = slice(start, start + width)
+            best = np.minimum(upper, kth_dist2(dist2, found))
+            # Ranked cells: those still within reach are a prefix of each row's part.
+            live = within_bound(bounds[:, part], best[:, None])
+            todo = np.flatnonzero(live[:, 0])
+            if todo.size:
+                lists = np.where(live[todo], cells[todo, part], -1)
+                d, i = self._visit(queries[todo], k, lists[:, : live[todo].sum(1).max()])
+                dist2[todo], found[todo] = merge_nearest(dist2[todo], found[todo], d, i, k)
+            start += width
+        return dist2, found
+
+    def _ranked_cells(self, queries: np.ndarray, coarse: np.ndarray, upper: np.ndarray):
+        """(cells, bounds), each (queries, depth): every cell whose bound, the bounding box's
+        included, is within `upper`, lowest bound first; padded with (-1, inf)."""
+        rows, cells = np.nonzero(within_bound(coarse, upper[:, None]))
+        bounds = np.maximum(coarse[rows, cells], self.cells.box(queries[rows], cells))
+        keep = within_bound(bounds, upper[rows])
+        order = np.lexsort((bounds[keep], rows[keep]))
+        rows, cells, bounds = rows[keep][order], cells[keep][order], bounds[keep][order]
+        counts = np.bincount(rows, minlength=len(queries))
+        rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
+        ranked = np.full((len(queries), counts.max()), -1, np.int64)
+        ranked_bounds = np.full(ranked.shape, np.inf)
+        ranked[rows, rank], ranked_bounds[rows, rank] = cells, bounds
+        return ranked, ranked_bounds
+
+    def _visit(self, queries: np.ndarray, k: int, lists: np.ndarray):
+        """The k nearest keys in each query's listed cells (list id -1: none)."""
+        self.ivf.nprobe = lists.shape[1]
+        return self.ivf.search_preassigned(queries, k, lists, None)
+
+
+def lowest_cells(bounds: np.ndarray, count: int) -> np.ndarray:
+    """Each row's `count` cells of lowest finite bound, lowest first (-1: no more)."""
+    count = min(count, bounds.shape[1])
+    cells = np.argpartition(bounds, count - 1, axis=1)[:, :count]
+    cells = np.take_along_axis(cells, np.take_along_axis(bounds, cells, 1).argsort(1), 1)
+    return np.where(np.isfinite(np.take_along_axis(bounds, cells, 1)), cells, -1)
+
+
+def kth_dist2(dist2: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Each row's k-th squared distance found; inf where fewer than k keys were found."""
+    return np.where(found[:, -1] >= 0, dist2[:, -1], np.inf)
+
+
+def merge_nearest(dist2, found, more_dist2, more_found, k: int):
+    """The k nearest of two result lists; on ties the first list's keys come first, as they would
+    in one visit of both lists' cells in order."""
+    dist2 = np.concatenate([dist2, more_dist2], 1)
+    found = np.concatenate([found, more_found], 1)
+    order = np.argsort(np.where(found >= 0, dist2, np.inf), axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist2, order, 1), np.take_along_axis(found, order, 1)
 
 
 def faiss_nearest(
