@@ -209,7 +209,7 @@ def fit(
     updates (at most `eval_every`) the losses are recorded and the progress bar moves; this
     cadence changes no number of the run. `tensorboard` and `wandb` add loggers
     (docs/logging.md). Each chunk's evaluation runs while the next chunk trains, and its records
-    and checkpoint are written when it ends (`overlap_evaluation` False: before the next chunk
+    and checkpoint are written once it is done (`overlap_evaluation` False: before the next chunk
     starts); its envs step in `eval_workers` processes (`offrl.evaluate.evaluation_envs`). The
     numbers are the same either way.
     """
@@ -275,10 +275,12 @@ def fit(
             )
         )
         evaluator = held.enter_context(ChunkEvaluator(overlap_evaluation))
-        evaluation, pending = "", None
+        evaluation, pending, held_back = "", None, []
 
         def finish(chunk: TrainedChunk) -> None:
-            """A trained chunk's records and checkpoint, once its evaluation is done."""
+            """A trained chunk's records and checkpoint, once its evaluation is done; then the
+            loss scalars held back meanwhile, so loggers see steps in order (W&B drops a step
+            older than one it has)."""
             nonlocal evaluation
             returns, scores = chunk.evaluation.result()
             new_records = chunk_records(
@@ -297,6 +299,9 @@ def fit(
                 )
             loggers.log([evaluation_scalars(record) for record in new_records], chunk.step)
             evaluation = evaluation_text(returns, scores)
+            for scalars, step in held_back:
+                loggers.log(scalars, step)
+            held_back.clear()
 
         while start < protocol.steps:
             n = min(protocol.eval_every, protocol.steps - start)
@@ -320,7 +325,15 @@ def fit(
                     {"seed": seed, "step": step, "losses": seed_losses}
                     for seed, seed_losses in zip(seeds, losses, strict=True)
                 ]
-                loggers.log([train_scalars(seed_losses) for seed_losses in losses], step)
+                # An evaluation done early in this chunk is written at once (its checkpoint too).
+                if pending is not None and pending.evaluation.done():
+                    finish(pending)
+                    pending = None
+                scalars = [train_scalars(seed_losses) for seed_losses in losses]
+                if pending is None:
+                    loggers.log(scalars, step)
+                else:
+                    held_back.append((scalars, step))
                 # The postfix first: the update draws the bar with this scan's losses.
                 bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
                 bar.update(scanned.length)

@@ -27,6 +27,7 @@ from offrl.neighbors import (
     gather_neighbourhood,
     state_candidates,
 )
+from offrl.neighbors.candidates import exact_candidates, jax_candidates
 from offrl.train import fit
 from tests.conftest import HOPPER_DATASET_ID, assert_trained_alike
 
@@ -145,6 +146,19 @@ def test_candidate_radius_bounds_every_row_outside_the_list():
         outside[candidates[row]] = False
         nearest_outside = np.linalg.norm(states[outside] - states[row], axis=1).min()
         assert nearest_outside >= radius[row] - 1e-5
+
+
+def test_candidate_lists_built_in_jax_are_the_exact_ones():
+    """Where FAISS is missing (an accelerator's host), JAX's brute force builds the lists: the
+    same rows as FAISS's exact search, the same radius up to float rounding."""
+    rng = np.random.default_rng(2)
+    states = rng.standard_normal((3000, 6)).astype(np.float32)
+    moved = []
+    rows, radius = jax_candidates(states, 16, moved.append)
+    exact_rows, exact_radius = exact_candidates(states, 16)
+    np.testing.assert_array_equal(rows, exact_rows)
+    np.testing.assert_allclose(radius, exact_radius, rtol=1e-5, atol=1e-5)
+    assert sum(moved) == len(states)
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -385,8 +399,9 @@ data = Transitions(
 )
 small = {"hidden_dims": (32, 32), "batch_size": 32}
 fit(TD3BC, data, TD3BC.Config(**small), steps=10, eval_every=10, progress=False)
-jax_only = PRDC.Config(**small, search="jax", candidates=0, memory=0)
-fit(PRDC, data, jax_only, steps=10, eval_every=10, progress=False)
+for candidates in (0, 8):  # candidate lists without FAISS: built by brute force in JAX
+    jax_only = PRDC.Config(**small, search="jax", candidates=candidates, memory=0)
+    fit(PRDC, data, jax_only, steps=10, eval_every=10, progress=False)
 try:
     fit(PRDC, data, PRDC.Config(**small, search="faiss-flat"), steps=10, progress=False)
 except ConfigError as error:
@@ -395,8 +410,8 @@ except ConfigError as error:
 
 
 def test_faiss_is_needed_only_by_a_faiss_search():
-    """Without FAISS: the agents import, TD3+BC and PRDC's `jax` search (without candidate lists,
-    which FAISS builds) train, and a FAISS search is one error that says what to install."""
+    """Without FAISS: the agents import, TD3+BC and PRDC's `jax` search (with and without
+    candidate lists) train, and a FAISS search is one error that says what to install."""
     done = subprocess.run([sys.executable, "-c", WITHOUT_FAISS], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "pip install faiss-cpu" in done.stdout

@@ -3,6 +3,7 @@ or PRDC's in-program `jax` search needs no FAISS, and the agents without a searc
 
 from __future__ import annotations
 
+import importlib.util
 from types import ModuleType
 
 from offrl.errors import ConfigError
@@ -17,3 +18,8 @@ def faiss_module() -> ModuleType:
             f"PRDC's neighbour search needs FAISS on the host ({error}): pip install faiss-cpu"
         ) from None
     return faiss
+
+
+def faiss_installed() -> bool:
+    """Whether FAISS can be imported (without importing it)."""
+    return importlib.util.find_spec("faiss") is not None

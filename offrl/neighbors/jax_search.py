@@ -15,8 +15,9 @@ JAX_TILE_ROWS = 65_536  # brute-force tile: a (batch, tile) distance block stays
 JAX_QUERY_BLOCK = 32
 
 
-def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX_TILE_ROWS):
-    """Rows of the k-th nearest keys, exact: |q|^2 - 2 q.K^T + |K|^2 over tiles, running top-k."""
+def brute_force_nearest(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX_TILE_ROWS):
+    """(squared distances, rows) of the k nearest keys, nearest first, exact: |q|^2 - 2 q.K^T +
+    |K|^2 over tiles, running top-k."""
     n = keys.shape[0]
     tile = min(tile, n)
     num_tiles = -(-n // tile)
@@ -40,8 +41,13 @@ def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int, tile: int = JAX
         jnp.full((queries.shape[0], k), jnp.inf, queries.dtype),
         jnp.zeros((queries.shape[0], k), jnp.int32),
     )
-    (_, rows), _ = jax.lax.scan(scan_tile, init, jnp.arange(num_tiles))
-    return rows[:, k - 1]
+    (dist, rows), _ = jax.lax.scan(scan_tile, init, jnp.arange(num_tiles))
+    return dist, rows
+
+
+def brute_force_kth(keys: jax.Array, queries: jax.Array, k: int) -> jax.Array:
+    """Rows of the k-th nearest keys, exact."""
+    return brute_force_nearest(keys, queries, k)[1][:, k - 1]
 
 
 def jax_search(
@@ -73,3 +79,9 @@ def jax_search(
 def exact_kth_rows(keys: jax.Array, queries: jax.Array, k: int = 1) -> jax.Array:
     """Exact k-th neighbour rows for many queries at once (recall measurements, tests)."""
     return brute_force_kth(keys, queries, k)
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def exact_nearest(keys: jax.Array, queries: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """`brute_force_nearest` for many queries at once (candidate lists without FAISS)."""
+    return brute_force_nearest(keys, queries, k)
