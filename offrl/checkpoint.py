@@ -14,6 +14,7 @@ import logging
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,25 @@ def _drop_closed_loop_callbacks(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
+class FailedWriteEchoes(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for an orbax write task, logged
+    whenever the task is collected, maybe long after `save` raised its failure; every other
+    record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Task exception was never retrieved"):
+            return True
+        trace = record.exc_info[2] if record.exc_info else None
+        return not any("orbax" in frame.filename for frame in traceback.extract_tb(trace))
+
+
+def hide_failed_write_echoes() -> None:
+    """After a failed save: asyncio's reports of its orbax write tasks are left out, once."""
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, FailedWriteEchoes) for f in asyncio_log.filters):
+        asyncio_log.addFilter(FailedWriteEchoes())
+
+
 def remove_partial_saves(folder: Path, step: int, attempts: int = 50) -> None:
     """Remove orbax's temporary folders of `step`; again while a writer thread that outlived
     the failed save still creates files in them (seen on a loaded 2-core machine)."""
@@ -116,6 +136,7 @@ class Checkpointer:
             folder = self.step_dir(step)
             atomic_write_text(folder / CHECKSUMS, json.dumps(file_digests(folder), indent=1))
         except BaseException:
+            hide_failed_write_echoes()
             with contextlib.suppress(Exception):
                 self._manager.wait_until_finished()
             remove_partial_saves(self.step_dir(step).parent, step)

@@ -8,8 +8,11 @@ every time instead of by chance.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import json
+import logging
 import os
 import shutil
 import signal
@@ -26,7 +29,7 @@ from conftest import HOPPER_DATASET_ID
 
 from agents import TD3BC
 from offrl.agent import DatasetSpec
-from offrl.checkpoint import CHECKSUMS, Checkpointer
+from offrl.checkpoint import CHECKSUMS, Checkpointer, hide_failed_write_echoes
 from offrl.cli import main
 from offrl.data import minari_io, staging
 from offrl.data.collect import collect
@@ -440,6 +443,36 @@ def test_a_full_disk_stops_training_with_one_message_and_resumes_after(
     capsys.readouterr()
     assert [(r["step"], r["seed"]) for r in records(run_dir)] == [
         (step, seed) for step in range(100, STEPS + 1, 100) for seed in (0, 1)
+    ]
+
+
+FAILING_WRITE = """
+async def write():
+    raise OSError(27, "File too large")
+"""
+
+
+def unretrieved_failure(filename: str) -> None:
+    """A task of a coroutine defined in `filename` fails and is collected unretrieved: asyncio
+    then logs "Task exception was never retrieved", as for orbax's writes on a full disk."""
+    namespace: dict = {}
+    exec(compile(FAILING_WRITE, filename, "exec"), namespace)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(namespace["write"]())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    del task
+    gc.collect()
+
+
+def test_after_a_failed_save_only_orbax_writes_unretrieved_failures_go_unreported(caplog):
+    hide_failed_write_echoes()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        unretrieved_failure("/site-packages/orbax/checkpoint/_src/serialization/write.py")
+        assert not caplog.records
+        unretrieved_failure("/elsewhere/mine.py")
+    assert [r.getMessage().splitlines()[0] for r in caplog.records] == [
+        "Task exception was never retrieved"
     ]
 
 

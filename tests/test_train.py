@@ -268,17 +268,20 @@ def cut_run(loaded, tmp_path_factory):
     return result, drawn.getvalue()
 
 
+def timeless(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "updates_per_s"} for r in records]
+
+
+def assert_same_numbers(result, reference) -> None:
+    """Equal final states and records (losses, returns, episode returns), timings aside."""
+    leaves = zip(jax.tree.leaves(result.carry), jax.tree.leaves(reference.carry), strict=True)
+    for ours, theirs in leaves:
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    assert timeless(result.records) == timeless(reference.records)
+
+
 def test_cutting_chunks_into_scans_changes_no_number(two_seed_run, cut_run):
-    result, _ = cut_run
-    leaves = zip(jax.tree.leaves(result.carry), jax.tree.leaves(two_seed_run.carry), strict=True)
-    for cut, whole in leaves:
-        np.testing.assert_array_equal(np.asarray(cut), np.asarray(whole))
-
-    def timeless(records: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "updates_per_s"} for r in records]
-
-    # Losses, returns, episode returns: all equal.
-    assert timeless(result.records) == timeless(two_seed_run.records)
+    assert_same_numbers(cut_run[0], two_seed_run)
 
 
 def test_evaluating_while_the_next_chunk_trains_changes_no_number(loaded, two_seed_run, tmp_path):
@@ -297,14 +300,7 @@ def test_evaluating_while_the_next_chunk_trains_changes_no_number(loaded, two_se
         progress=False,
         overlap_evaluation=False,
     )
-    leaves = zip(jax.tree.leaves(result.carry), jax.tree.leaves(two_seed_run.carry), strict=True)
-    for alone, beside in leaves:
-        np.testing.assert_array_equal(np.asarray(alone), np.asarray(beside))
-
-    def timeless(records: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "updates_per_s"} for r in records]
-
-    assert timeless(result.records) == timeless(two_seed_run.records)
+    assert_same_numbers(result, two_seed_run)
     assert timeless(read_records(result.run_dir)) == timeless(read_records(two_seed_run.run_dir))
     assert read_records(result.run_dir, LOSSES_FILE) == read_records(
         two_seed_run.run_dir, LOSSES_FILE
