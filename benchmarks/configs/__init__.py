@@ -93,10 +93,11 @@ PROFILES = {
         note=(
             "LONG HORIZON on the generated datasets: 100,000 gradient steps (a tenth of the "
             "papers'), evaluated every 5,000 (10 episodes), 3 seeds, final = mean of the last 10 "
-            "evaluations. About 20 hours on a 2-core CPU: per task, TD3+BC 13 min and PRDC "
-            "17 min (3 seeds in one program, 131 upd/s per seed in the default bench), GGD-TD "
-            "26 min and A2PR 54 min per seed alone (65 and 31 upd/s, make bench-speed), about "
-            "3 min of evaluation per run"
+            "evaluations. About 40 hours on a 2-core CPU beside other work (measured per task, "
+            "3 seeds): TD3+BC 9-17 min, PRDC 1-1.7 h on hopper but about 10 h on halfcheetah "
+            "(the official alpha 40 keeps the policy far from the data, so most actor steps run "
+            "an exact search of 1M rows: 2.4 upd/s idle), GGD-TD about 30 min and A2PR about "
+            "1 h per seed; evaluation runs beside training"
         ),
     ),
     "antmaze": Profile(
