@@ -68,23 +68,26 @@ def loaded(hopper_dataset):
     return load_task(TASK)
 
 
+def fit_reference(loaded, run_dir: Path, **changes):
+    """`fit` under the reference run's settings (TD3BC, seeds 0 and 1, 200 steps, evaluated in
+    Hopper-v5 every 100 with 2 episodes), `changes` applied."""
+    settings = {
+        "seeds": [0, 1],
+        "steps": 200,
+        "eval_every": 100,
+        "eval_episodes": 2,
+        "task": loaded.task,
+        "out_dir": run_dir,
+        "progress": False,
+        **changes,
+    }
+    return fit(TD3BC, loaded.transitions, TD3BC.Config(**SMALL), **settings)
+
+
 @pytest.fixture(scope="module")
 def two_seed_run(loaded, tmp_path_factory):
     """The reference run: TD3BC, seeds 0 and 1, 200 steps, evaluated in Hopper-v5 every 100."""
-    run_dir = tmp_path_factory.mktemp("two-seeds") / "run"
-    result = fit(
-        TD3BC,
-        loaded.transitions,
-        TD3BC.Config(**SMALL),
-        seeds=[0, 1],
-        steps=200,
-        eval_every=100,
-        eval_episodes=2,
-        task=loaded.task,
-        out_dir=run_dir,
-        progress=False,
-    )
-    return result
+    return fit_reference(loaded, tmp_path_factory.mktemp("two-seeds") / "run")
 
 
 # --- 1. a real run and its folder -----------------------------------------------------------
@@ -252,19 +255,7 @@ def cut_run(loaded, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cut") / "run"
     drawn = io.StringIO()
     with contextlib.redirect_stderr(drawn):
-        result = fit(
-            TD3BC,
-            loaded.transitions,
-            TD3BC.Config(**SMALL),
-            seeds=[0, 1],
-            steps=200,
-            eval_every=100,
-            eval_episodes=2,
-            log_every=30,
-            task=loaded.task,
-            out_dir=run_dir,
-            progress=True,
-        )
+        result = fit_reference(loaded, run_dir, log_every=30, progress=True)
     return result, drawn.getvalue()
 
 
@@ -287,19 +278,7 @@ def test_cutting_chunks_into_scans_changes_no_number(two_seed_run, cut_run):
 def test_evaluating_while_the_next_chunk_trains_changes_no_number(loaded, two_seed_run, tmp_path):
     """`two_seed_run` evaluated each chunk on the worker thread while the next one trained; in
     turn, as here, every state, record, loss line and checkpoint is the same."""
-    result = fit(
-        TD3BC,
-        loaded.transitions,
-        TD3BC.Config(**SMALL),
-        seeds=[0, 1],
-        steps=200,
-        eval_every=100,
-        eval_episodes=2,
-        task=loaded.task,
-        out_dir=tmp_path / "run",
-        progress=False,
-        overlap_evaluation=False,
-    )
+    result = fit_reference(loaded, tmp_path / "run", overlap_evaluation=False)
     assert_same_numbers(result, two_seed_run)
     assert timeless(read_records(result.run_dir)) == timeless(read_records(two_seed_run.run_dir))
     assert read_records(result.run_dir, LOSSES_FILE) == read_records(
@@ -465,18 +444,7 @@ def test_crash_between_records_and_checkpoint_is_replayed(loaded, two_seed_run, 
     # A torn last line, as a crash in the middle of an append leaves it.
     with (run_dir / "records.jsonl").open("a") as f:
         f.write('{"step": 300, "se')
-    result = fit(
-        TD3BC,
-        loaded.transitions,
-        TD3BC.Config(**SMALL),
-        seeds=[0, 1],
-        steps=200,
-        eval_every=100,
-        eval_episodes=2,
-        task=loaded.task,
-        out_dir=run_dir,
-        progress=False,
-    )
+    result = fit_reference(loaded, run_dir)
     assert [(r["step"], r["seed"]) for r in result.records] == [(200, 0), (200, 1)]
     replayed, original = read_records(run_dir), read_records(two_seed_run.run_dir)
     for r in (*replayed, *original):
