@@ -14,8 +14,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from offrl.checkpoint import Checkpointer
 from offrl.data.transitions import Transitions
 from offrl.fused import Carry, healthy, make_train_chunk
+from offrl.run_folder import save_chunk
 
 
 def scan_lengths(n: int, log_every: int) -> list[int]:
@@ -51,6 +53,32 @@ class TrainedChunk:
     updates_per_s: float
     evaluation: concurrent.futures.Future
     """(returns, normalised scores), (None, None) without an environment."""
+
+
+def finish_chunk(
+    chunk: TrainedChunk,
+    seeds: Sequence[int],
+    base: dict,
+    run_dir: Path | None,
+    checkpointer: Checkpointer | None,
+) -> tuple[list[dict], str]:
+    """Once a trained chunk's evaluation is done: its per-seed records, written with its
+    checkpoint when there is a run folder, and the evaluation's text for the bar."""
+    returns, scores = chunk.evaluation.result()
+    records = chunk_records(
+        chunk.metrics, seeds, chunk.step, chunk.updates_per_s, returns, scores, base
+    )
+    if run_dir is not None:
+        save_chunk(
+            run_dir,
+            checkpointer,
+            chunk.step,
+            chunk.length,
+            chunk.carry,
+            records,
+            chunk.loss_records,
+        )
+    return records, evaluation_text(returns, scores)
 
 
 def run_scans(

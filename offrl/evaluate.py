@@ -89,12 +89,15 @@ def on_host(states: Any) -> Any:
 def evaluate_states(
     policy: Callable[[Any, np.ndarray], np.ndarray],
     states: Any,
-    envs: gym.vector.VectorEnv,
+    envs: gym.vector.VectorEnv | None,
     seeds: Sequence[int],
     episodes: int,
     task: Any,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(returns (seeds, episodes), normalised scores (seeds,)) of the seeds' policies."""
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(returns (seeds, episodes), normalised scores (seeds,)) of the seeds' policies; (None,
+    None) without envs (a run with no task)."""
+    if envs is None:
+        return None, None
     states = on_host(states)
     returns = run_episodes(lambda obs: policy(states, obs), envs, seeds, episodes)
     return returns, task.normalized_score(returns.mean(axis=1))

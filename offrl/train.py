@@ -36,9 +36,8 @@ from offrl.checkpoint import Checkpointer
 from offrl.chunk import (
     TrainedChunk,
     bar_postfix,
-    chunk_records,
     diverged_message,
-    evaluation_text,
+    finish_chunk,
     run_scans,
     scan_lengths,
     what_is_kept,
@@ -72,7 +71,7 @@ from offrl.loggers import (
 )
 from offrl.progress import progress_shown
 from offrl.run_files import LOSSES, truncate_records
-from offrl.run_folder import check_resume, save_chunk, warn
+from offrl.run_folder import check_resume, warn
 from offrl.run_manifest import (
     Normalization,
     RunManifest,
@@ -282,23 +281,9 @@ def fit(
             loss scalars held back meanwhile, so loggers see steps in order (W&B drops a step
             older than one it has)."""
             nonlocal evaluation
-            returns, scores = chunk.evaluation.result()
-            new_records = chunk_records(
-                chunk.metrics, seeds, chunk.step, chunk.updates_per_s, returns, scores, base
-            )
+            new_records, evaluation = finish_chunk(chunk, seeds, base, run_dir, checkpointer)
             records.extend(new_records)
-            if run_dir is not None:
-                save_chunk(
-                    run_dir,
-                    checkpointer,
-                    chunk.step,
-                    chunk.length,
-                    chunk.carry,
-                    new_records,
-                    chunk.loss_records,
-                )
             loggers.log([evaluation_scalars(record) for record in new_records], chunk.step)
-            evaluation = evaluation_text(returns, scores)
             for scalars, step in held_back:
                 loggers.log(scalars, step)
             held_back.clear()
@@ -351,7 +336,7 @@ def fit(
                 metrics,
                 loss_records,
                 n / (time.perf_counter() - began),
-                evaluator.start(evaluate if envs is not None else lambda: (None, None)),
+                evaluator.start(evaluate),
             )
             # The chunk before this one: its evaluation ran while this one trained.
             if pending is not None:

@@ -28,9 +28,8 @@ from offrl.checkpoint import Checkpointer
 from offrl.chunk import (
     TrainedChunk,
     bar_postfix,
-    chunk_records,
     diverged_message,
-    evaluation_text,
+    finish_chunk,
     run_scans,
     scan_lengths,
     window_losses,
@@ -53,7 +52,7 @@ from offrl.grouped import (
     stack_datasets,
     stack_prepared,
 )
-from offrl.run_folder import check_resume, save_chunk
+from offrl.run_folder import check_resume
 from offrl.run_manifest import RunManifest
 from offrl.train import (
     FitResult,
@@ -194,23 +193,9 @@ def train_cohort(
         """Each member's records and checkpoint of a trained chunk, once its evaluation is done."""
         nonlocal evaluation
         for run, chunk in zip(cohort, trained, strict=True):
-            returns, scores = chunk.evaluation.result()
             base = run_base(run, protocol, config)
-            records = chunk_records(
-                chunk.metrics, seeds, chunk.step, chunk.updates_per_s, returns, scores, base
-            )
+            records, evaluation = finish_chunk(chunk, seeds, base, run.run_dir, run.checkpointer)
             run.records.extend(records)
-            if run.run_dir is not None:
-                save_chunk(
-                    run.run_dir,
-                    run.checkpointer,
-                    chunk.step,
-                    chunk.length,
-                    chunk.carry,
-                    records,
-                    chunk.loss_records,
-                )
-            evaluation = evaluation_text(returns, scores)
 
     with ChunkEvaluator(overlap_evaluation) as evaluator:
         while start < protocol.steps:
@@ -259,7 +244,7 @@ def train_cohort(
                     protocol.eval_episodes,
                     run.task,
                 )
-                future = evaluator.start(evaluate if run.envs is not None else lambda: (None, None))
+                future = evaluator.start(evaluate)
                 trained.append(
                     TrainedChunk(
                         step, n, run_carry, run_metrics, loss_records[i], updates_per_s, future
