@@ -93,11 +93,11 @@ PROFILES = {
         note=(
             "LONG HORIZON on the generated datasets: 100,000 gradient steps (a tenth of the "
             "papers'), evaluated every 5,000 (10 episodes), 3 seeds, final = mean of the last 10 "
-            "evaluations. About 40 hours on a 2-core CPU beside other work (measured per task, "
-            "3 seeds): TD3+BC 9-17 min, PRDC 1-1.7 h on hopper but about 10 h on halfcheetah "
-            "(the official alpha 40 keeps the policy far from the data, so most actor steps run "
-            "an exact search of 1M rows: 2.4 upd/s idle), GGD-TD about 30 min and A2PR about "
-            "1 h per seed; evaluation runs beside training"
+            "evaluations. About 40 hours on a 2-core CPU beside other work (per task, 3 seeds: "
+            "TD3+BC 9-17 min and PRDC 1-1.7 h on hopper as stored; PRDC on halfcheetah about "
+            "10 h by its rate of 2.4 upd/s idle, as the official alpha 40 keeps the policy far "
+            "from the data and most actor steps search 1M rows exactly; GGD-TD about 30 min and "
+            "A2PR about 1 h per seed by their rates here); evaluation runs beside training"
         ),
     ),
     "antmaze": Profile(
