@@ -33,8 +33,8 @@ import tyro
 from tqdm.auto import tqdm
 
 from benchmarks import store
-from benchmarks.configs import PROFILES, Profile, config_for, select
-from benchmarks.runner import ensure_datasets
+from benchmarks.configs import Profile, config_for, profile_named, select
+from benchmarks.datasets import ensure_datasets
 from offrl import __version__
 from offrl.data.normalization import fit_normalizer, transform_rewards
 from offrl.data.registry import load_task
@@ -225,7 +225,7 @@ def _restore_state(run_dir: Path, algo: Any, step: int) -> None:
     algo.set_grad_step(step)
 
 
-def _resume_point(run_dir: Path) -> tuple[int, list[dict[str, Any]]]:
+def resume_point(run_dir: Path) -> tuple[int, list[dict[str, Any]]]:
     """The last checkpointed step and the evaluations up to it (0 and none for a new run)."""
     progress = run_dir / PROGRESS
     if not progress.exists():
@@ -277,7 +277,7 @@ def train_peer(spec: PeerSpec, results: Path, progress: bool = True) -> store.Ru
         atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
         d3rlpy.seed(spec.seed)
         algo.build_with_dataset(buffer)
-        step, evaluations = _resume_point(run_dir)
+        step, evaluations = resume_point(run_dir)
         if step:
             _restore_state(run_dir, algo, step)
         envs = make_vector_env(loaded.task.env_spec, protocol.eval_episodes)
@@ -388,11 +388,7 @@ class PeerArgs:
 def main(argv: list[str]) -> int:
     """`offrl peer`; errors are OffrlErrors, reported by the CLI."""
     args = tyro.cli(PeerArgs, args=argv, prog="offrl peer")
-    if args.profile not in PROFILES:
-        raise ConfigError(
-            f"Unknown bench profile '{args.profile}'. Profiles: {', '.join(PROFILES)}."
-        )
-    profile = select(PROFILES[args.profile], None, args.tasks)
+    profile = select(profile_named(args.profile), None, args.tasks)
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     # d3rlpy's PRDC searches with scikit-learn's n_jobs=-1: joblib reads its core count here.

@@ -355,7 +355,7 @@ def test_an_overwrite_killed_between_its_renames_puts_the_old_dataset_back(minar
 def test_a_preview_is_marked_warned_about_and_never_benchmarked(minari_dir, tmp_path, capsys):
     """`offrl data make TASK --steps N` writes a preview under the standard id: data list marks
     it, train warns, and the bench makes the standard dataset before training on it."""
-    from benchmarks.runner import remake_reason
+    from benchmarks.datasets import remake_reason
     from offrl.data.commands import list_tasks
 
     name = "offrl/pointmaze/umaze-v0"

@@ -130,6 +130,13 @@ PROFILES = {
 }
 
 
+def profile_named(name: str) -> Profile:
+    """The profile of that name, or a ConfigError listing them."""
+    if name not in PROFILES:
+        raise ConfigError(f"Unknown bench profile '{name}'. Profiles: {', '.join(PROFILES)}.")
+    return PROFILES[name]
+
+
 def select(
     profile: Profile, agents: tuple[str, ...] | None, tasks: tuple[str, ...] | None
 ) -> Profile:
