@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 RESULTS ?= results
 
-.PHONY: install install-cuda test test-slow lint format bench bench-peer leaderboard bench-speed clean
+.PHONY: install install-cuda test test-slow lint format bench bench-peer bench-status leaderboard bench-speed clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ bench: install
 bench-peer: install
 	$(BIN)/offrl peer --profile $(PROFILE) --results $(RESULTS) $(PEER_ARGS)
 	$(BIN)/offrl leaderboard --store $(RESULTS)/runs.jsonl
+
+# What the store holds and lacks of the profile, ours and the peers' (trains nothing).
+bench-status: install
+	$(BIN)/offrl status --profile $(PROFILE) --results $(RESULTS)
 
 leaderboard: install
 	$(BIN)/offrl leaderboard --store $(RESULTS)/runs.jsonl

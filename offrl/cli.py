@@ -26,6 +26,7 @@ VERBS = {
     "behavior": "behaviour policies: train (online SAC, resumable) | ship | ship-navigator | plot",
     "bench": "run a bench profile (default | smoke | repro | antmaze | full) into the store",
     "peer": "train d3rlpy's TD3+BC / PRDC on a profile's data, stored beside offrl's runs",
+    "status": "what a bench profile's store holds and lacks, ours and the peers' (trains nothing)",
     "leaderboard": "LEADERBOARD.md, leaderboard.html and plots from the results store",
 }
 
@@ -387,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import peer
 
             return peer.main(rest)
+        if verb == "status":
+            from benchmarks import status
+
+            return status.main(rest)
         if verb == "leaderboard":
             from benchmarks import leaderboard
             from offrl.agent import behavior_version, builtin_agents

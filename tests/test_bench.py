@@ -12,11 +12,14 @@ import pytest
 from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for, select
 from benchmarks.runner import RunSpec, bench, execute, group_runs, plan, run_ray
+from benchmarks.status import report
+from offrl.agent import resolve_agent
+from offrl.data import minari_io
 from offrl.data.collect import collect
 from offrl.data.registry import load_task
 from offrl.envs.families import env_family
 from offrl.errors import ConfigError, DatasetError
-from offrl.train import Protocol
+from offrl.train import Protocol, fit
 from tests.conftest import HOPPER_DATASET_ID
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
@@ -147,6 +150,39 @@ def test_seed_by_seed_agents_run_one_seed_per_run_cheap_agents_first(finished):
     ]
 
 
+def test_status_counts_what_the_bench_would_skip_and_where_unfinished_runs_got(finished):
+    results, _ = finished
+    absent = "offrl/hopper/medium-v0"  # never made in the tests' data folder
+    profile = dataclasses.replace(
+        TINY, agents=("td3bc", "prdc"), tasks=(TASK, absent), seeds=(0, 1, 2)
+    )
+    loaded = load_task(TASK)
+    planned = plan(profile, {TASK: loaded.checksum}, results)
+    (unfinished,) = [spec for spec in planned if spec.agent == "td3bc"]
+    assert unfinished.seeds == (2,)
+    # its first evaluation interval only, in the folder the bench would resume
+    fit(
+        resolve_agent("td3bc"),
+        loaded.transitions,
+        unfinished.config,
+        seeds=(2,),
+        steps=30,
+        eval_every=30,
+        eval_episodes=1,
+        task=loaded.task,
+        out_dir=unfinished.run_dir(results),
+        progress=False,
+    )
+    lines = report(profile, results).splitlines()
+    assert "| td3bc | 2/3 (s2 at 30) | 0/3 | 2/6 |" in lines
+    assert "| prdc | 0/3 | 0/3 | 0/6 |" in lines
+    assert "offrl: 2 of 12 runs stored" in lines
+    assert f"no standard dataset on disk yet (the bench makes it): {absent}" in lines
+    assert absent not in minari_io.local_dataset_ids()
+    peers_known = "| td3bc (d3rlpy) | 0/3 | 0/3 | 0/6 |" in lines
+    assert peers_known or any(line.startswith("d3rlpy peers: unknown") for line in lines)
+
+
 def test_the_repro_profile_is_the_long_horizon_protocol():
     repro = PROFILES["repro"]
     assert repro.steps >= 100_000 and (repro.eval_every, repro.eval_episodes) == (5_000, 10)
@@ -240,3 +276,10 @@ def test_smoke_profile_end_to_end_through_the_cli(tmp_path):
     assert board.returncode == 0, board.stderr[-3000:]
     page = (results / "LEADERBOARD.md").read_text()
     assert all(agent in page for agent in ("td3bc", "prdc", "a2pr", "ggdtd"))
+    status = subprocess.run(
+        [offrl, "status", "--profile", "smoke", "--results", results],
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert "offrl: 8 of 8 runs stored" in status.stdout.splitlines()
