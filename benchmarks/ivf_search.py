@@ -24,7 +24,7 @@ import numpy as np
 from offrl.data.normalization import fit_normalizer
 from offrl.data.registry import load_task
 from offrl.neighbors import PrunedIVF, build_faiss_index, state_candidates
-from offrl.neighbors.faiss_search import exact_ivf_lists
+from offrl.neighbors.pruned_ivf import exact_ivf_lists
 
 QUERIES = 768
 

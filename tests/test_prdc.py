@@ -27,7 +27,7 @@ from offrl.neighbors import (
     gather_neighbourhood,
     state_candidates,
 )
-from offrl.neighbors.candidates import exact_candidates, jax_candidates
+from offrl.neighbors.candidates import faiss_candidates, jax_candidates
 from offrl.train import fit
 from tests.conftest import HOPPER_DATASET_ID, assert_trained_alike
 
@@ -134,18 +134,22 @@ def test_row_memory_needs_longer_candidate_lists():
     assert PRDC.Config(candidates=0, memory=0).memory == 0
 
 
-def test_candidate_radius_bounds_every_row_outside_the_list():
-    """The IVF path (used for large datasets) must give a radius no outside row beats."""
+def test_candidate_lists_are_the_exact_nearest_rows_across_many_cells():
+    """Large datasets' lists come from FAISS's exact IVF search (20 cells here): each row's k
+    nearest rows, and as radius the distance of the next, so no row outside beats it."""
     rng = np.random.default_rng(1)
     walk = np.cumsum(rng.standard_normal((40, 500, 5)) * 0.1, axis=1).reshape(-1, 5)
     states = ((walk - walk.mean(0)) / walk.std(0)).astype(np.float32)
-    candidates, radius = state_candidates(states, 16, exact_below=0)
-    assert candidates.shape == (len(states), 16) and (radius > 0).mean() > 0.9
+    candidates, radius = state_candidates(states, 16)
+    assert candidates.shape == (len(states), 16)
     for row in rng.integers(0, len(states), 200):
+        dist = np.linalg.norm(states - states[row], axis=1)
+        order = np.argsort(dist, kind="stable")
+        assert set(candidates[row]) == set(order[:16])
+        np.testing.assert_allclose(radius[row], dist[order[16]], rtol=1e-5, atol=1e-5)
         outside = np.ones(len(states), bool)
         outside[candidates[row]] = False
-        nearest_outside = np.linalg.norm(states[outside] - states[row], axis=1).min()
-        assert nearest_outside >= radius[row] - 1e-5
+        assert dist[outside].min() >= radius[row] - 1e-5
 
 
 def test_candidate_lists_built_in_jax_are_the_exact_ones():
@@ -155,7 +159,7 @@ def test_candidate_lists_built_in_jax_are_the_exact_ones():
     states = rng.standard_normal((3000, 6)).astype(np.float32)
     moved = []
     rows, radius = jax_candidates(states, 16, moved.append)
-    exact_rows, exact_radius = exact_candidates(states, 16)
+    exact_rows, exact_radius = faiss_candidates(states, 16, [range(len(states))], lambda _: None)
     np.testing.assert_array_equal(rows, exact_rows)
     np.testing.assert_allclose(radius, exact_radius, rtol=1e-5, atol=1e-5)
     assert sum(moved) == len(states)

@@ -7,7 +7,7 @@ import faiss
 import numpy as np
 import pytest
 
-from offrl.neighbors import build_blocks, build_faiss_index, ivf_candidates, state_candidates
+from offrl.neighbors import build_blocks, build_faiss_index, faiss_candidates, state_candidates
 from offrl.progress import progress_shown
 
 
@@ -38,9 +38,9 @@ def test_candidate_lists_built_in_ranges_are_those_of_one_call(small_faiss_block
     blocks = build_blocks(len(states))
     assert len(blocks) == 3
     advanced = []
-    in_ranges = ivf_candidates(states, 8, blocks, advanced.append)
+    in_ranges = faiss_candidates(states, 8, blocks, advanced.append)
     assert advanced == [1024, 1024, 952]
-    at_once = ivf_candidates(states, 8, [range(len(states))], lambda _: None)
+    at_once = faiss_candidates(states, 8, [range(len(states))], lambda _: None)
     for ranged, whole in zip(in_ranges, at_once, strict=True):
         assert ranged.tobytes() == whole.tobytes()
 
@@ -48,7 +48,7 @@ def test_candidate_lists_built_in_ranges_are_those_of_one_call(small_faiss_block
 def test_preparation_bars_say_what_they_build_unless_hidden(tmp_path, monkeypatch, capsys):
     states = np.random.default_rng(1).standard_normal((3000, 5)).astype(np.float32)
     monkeypatch.setenv("OFFRL_CACHE_DIR", str(tmp_path / "shown"))
-    state_candidates(states, 8, exact_below=1000)
+    state_candidates(states, 8)
     build_faiss_index(states, "faiss-ivf", hnsw_m=32, ivf_lists=16)
     drawn = capsys.readouterr().err
     assert "neighbour candidate lists (3,000 rows, 8 each): 100%" in drawn
@@ -56,6 +56,6 @@ def test_preparation_bars_say_what_they_build_unless_hidden(tmp_path, monkeypatc
 
     monkeypatch.setenv("OFFRL_CACHE_DIR", str(tmp_path / "hidden"))
     with progress_shown(False):
-        state_candidates(states, 8, exact_below=1000)
+        state_candidates(states, 8)
         build_faiss_index(states, "faiss-ivf", hnsw_m=32, ivf_lists=16)
     assert capsys.readouterr().err == ""

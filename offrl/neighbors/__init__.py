@@ -33,12 +33,7 @@ program) and `faiss_module` (FAISS imported on first use). Their public names ar
 """
 
 from offrl.neighbors.build import build_constraint
-from offrl.neighbors.candidates import (
-    CANDIDATE_PROBES,
-    build_blocks,
-    ivf_candidates,
-    state_candidates,
-)
+from offrl.neighbors.candidates import build_blocks, faiss_candidates, state_candidates
 from offrl.neighbors.constraint import (
     BOUND_SLACK_ABSOLUTE,
     BOUND_SLACK_RELATIVE,
@@ -78,7 +73,6 @@ from offrl.neighbors.stacking import PAD_KEY, stack_constraints
 __all__ = [
     "BOUND_SLACK_ABSOLUTE",
     "BOUND_SLACK_RELATIVE",
-    "CANDIDATE_PROBES",
     "EXACT_SEARCHES",
     "JAX_QUERY_BLOCK",
     "JAX_TILE_ROWS",
@@ -98,11 +92,11 @@ __all__ = [
     "certified_candidates",
     "constrained_actions",
     "exact_kth_rows",
+    "faiss_candidates",
     "faiss_kth_rows",
     "faiss_nearest",
     "gather_neighbourhood",
     "host_search",
-    "ivf_candidates",
     "jax_search",
     "neighbour_actions",
     "resolve_search",

@@ -11,16 +11,15 @@ from offrl.neighbors.candidates import build_blocks
 from offrl.neighbors.constraint import DatasetConstraint, SearchFn
 from offrl.neighbors.disk_cache import array_digest, cache_dir
 from offrl.neighbors.faiss_module import faiss_module
-from offrl.neighbors.pruned_ivf import PrunedIVF, faiss_kth_rows, training_sample
+from offrl.neighbors.pruned_ivf import (
+    PrunedIVF,
+    exact_ivf_lists,
+    faiss_kth_rows,
+    training_sample,
+)
 from offrl.neighbors.row_memory import RowMemory
 from offrl.progress import step_bar
 from offrl.run_files import atomic_write
-
-
-def exact_ivf_lists(n: int) -> int:
-    """Cells of the `faiss-ivf-exact` index: about 1,000 keys each. Smaller cells prune tighter
-    but FAISS scans them slower (1M halfcheetah keys: 2,000 and 4,000 cells were slower)."""
-    return int(np.clip(n // 1000, 1, 4096))
 
 
 def build_faiss_index(keys: np.ndarray, search: str, *, hnsw_m: int, ivf_lists: int):
