@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from benchmarks import store
 from benchmarks.configs import Profile, config_for, profile_named, select
+from benchmarks.dataset_summaries import record_summaries
 from benchmarks.datasets import ensure_datasets
 from offrl import __version__
 from offrl.data.normalization import fit_normalizer, transform_rewards
@@ -400,7 +401,9 @@ def main(argv: list[str]) -> int:
     tasks = profile.tasks or ()
     # No hold on the results folder: a bench may be training into it; each peer run holds its
     # own folder, and store appends are flock-safe.
-    specs = plan(profile, ensure_datasets(tasks), args.results, args.agents, args.force)
+    checksums = ensure_datasets(tasks)
+    record_summaries(args.results, checksums.items())
+    specs = plan(profile, checksums, args.results, args.agents, args.force)
     print(f"peer {LIBRARY} on profile {profile.name}: {len(specs)} run(s) to train", flush=True)
     for spec in specs:
         if args.force:

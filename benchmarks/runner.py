@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from benchmarks import store
 from benchmarks.configs import Profile, config_for, profile_named, select
+from benchmarks.dataset_summaries import record_summaries
 from benchmarks.datasets import task_checksums
 from offrl.agent import behavior_version, resolve_agent
 from offrl.data.registry import LoadedTask, load_task, resolve_task
@@ -264,6 +265,7 @@ def bench(
     print(f"bench {profile.name}: {profile.note}", flush=True)
     with hold(results, "results folder"):
         checksums = task_checksums(profile)
+        record_summaries(results, checksums.items())
         specs = plan(profile, checksums, results, force)
         planned = sum(len(spec.seeds) for spec in specs)
         stored = len(profile.agents) * len(checksums) * len(profile.seeds) - planned

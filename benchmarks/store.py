@@ -237,12 +237,17 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def append(store: Path, records: Iterable[RunRecord]) -> None:
     """Append records as whole lines under an exclusive lock: safe from many processes at once."""
-    data = "".join(record.to_line() for record in records).encode()
+    append_lines(store, [record.to_line() for record in records])
+
+
+def append_lines(path: Path, lines: Iterable[str]) -> None:
+    """Append whole lines (each ending in a newline) under an exclusive lock."""
+    data = "".join(lines).encode()
     if not data:
         return
-    store = Path(store)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    with open(store, "a+b") as f:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         # A line torn by an earlier crash stays alone on its line instead of swallowing ours.
         if f.seek(0, os.SEEK_END) > 0:

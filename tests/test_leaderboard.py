@@ -31,6 +31,9 @@ from benchmarks.store import (
     score_summary,
 )
 from offrl.agent import behavior_version
+from offrl.data.registry import load_task
+from offrl.data.transitions import episode_returns
+from tests.conftest import HOPPER_DATASET_ID
 
 FULL = {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10}
 SMOKE = {"steps": 2_000, "eval_every": 1_000, "eval_episodes": 2}
@@ -512,3 +515,40 @@ def test_boards_without_peer_runs_render_exactly_as_before(
         ).read_bytes()
     # Without peer records, not even the header mentions them.
     assert "peer runs" not in page and "d3rlpy" not in page
+
+
+def test_each_row_shows_its_own_datasets_episodes_beside_the_runs(
+    hopper_dataset, tmp_path, monkeypatch
+):
+    """The data column: the row's dataset's episodes, summarised into datasets.jsonl beside the
+    store while the data is on disk; a board regenerates to the same bytes where it is not."""
+    task = f"minari/{HOPPER_DATASET_ID}"
+    loaded = load_task(task)
+    ours = [
+        dataclasses.replace(make_record("td3bc", task, s, 0.0), dataset_checksum=loaded.checksum)
+        for s in range(2)
+    ]
+    absent = make_record("td3bc", "d4rl/hopper-medium-v2", 0, 50.0)  # no such file here
+    store = tmp_path / "store" / "runs.jsonl"
+    append(store, [*ours, absent])
+    build_leaderboard(store, out_dir=tmp_path / "with", bootstrap_reps=REPS)
+
+    (line,) = (tmp_path / "store" / "datasets.jsonl").read_text().splitlines()
+    returns = episode_returns(loaded.transitions)
+    scores = loaded.task.normalized_score(returns)
+    scores = returns if scores is None else scores
+    expected = f"{scores.mean():.1f} ± {scores.std():.1f}, best {scores.max():.1f}"
+    assert f'"task": "{task}"' in line and len(scores) == len(hopper_dataset.episode_returns)
+    page = (tmp_path / "with" / "LEADERBOARD.md").read_text()
+    rows = [row for row in page.splitlines() if row.startswith("| ")]
+    assert f"| {expected} ({len(scores):,} ep.) |" in next(r for r in rows if task in r)
+    # its own board (another source), where no row has a summary: no data column
+    assert "| d4rl/hopper-medium-v2 | 50.0 ± 0.0 (1) |" in page
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "no-data"))
+    build_leaderboard(store, out_dir=tmp_path / "without", bootstrap_reps=REPS)
+    assert (tmp_path / "without" / "LEADERBOARD.md").read_text() == page
+
+
+def test_a_store_without_dataset_summaries_renders_without_the_data_column(page):
+    assert "data (its episodes)" not in page

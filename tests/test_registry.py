@@ -13,6 +13,7 @@ from gymnasium.envs.registration import EnvSpec
 from offrl.data import commands, d4rl, minari_io
 from offrl.data.collect import play_episodes, uniform_policy
 from offrl.data.registry import known_task_names, load_task, resolve_task
+from offrl.data.transitions import episode_returns
 from offrl.envs import make_env
 from offrl.errors import ConfigError, DatasetError, OffrlError, UnknownTaskError
 
@@ -151,7 +152,7 @@ def test_info_on_a_d4rl_task(d4rl_dir, hopper_raw):
 
 def test_episode_returns_match_the_collected_episodes(hopper_dataset):
     loaded = load_task(f"minari/{HOPPER_DATASET_ID}")
-    returns = commands.episode_returns(loaded.transitions)
+    returns = episode_returns(loaded.transitions)
     np.testing.assert_allclose(returns, hopper_dataset.episode_returns, rtol=1e-5)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from benchmarks import stats
+from benchmarks.dataset_summaries import DatasetSummary, read_summaries, record_summaries
 from benchmarks.leaderboard.domains import DOMAIN_ORDER
 from benchmarks.leaderboard.formatting import slug
 from benchmarks.leaderboard.plots import curve_png, improvement_png, profile_png
@@ -55,6 +56,7 @@ def _peer_count(selection: Selection) -> str:
 def board_blocks(
     board: Board,
     reported: dict[tuple[str, str], Reported],
+    datasets: Mapping[tuple[str, str], DatasetSummary],
     reps: int,
     seed: int,
     images: dict[str, bytes],
@@ -69,7 +71,7 @@ def board_blocks(
             f"evaluation every {p['eval_every']:,}",
         ),
         Heading(3, "Per task"),
-        *task_table(board, reported),
+        *task_table(board, reported, datasets),
     ]
     curves = []
     for task in board.tasks:
@@ -115,7 +117,9 @@ def build_leaderboard(
     """Write LEADERBOARD.md, leaderboard.html and the PNGs; return their paths.
 
     `out_dir` defaults to the store's folder, `reported_csv` to benchmarks/reported.csv;
-    `behavior_versions` (agent -> current version) leaves out runs of older versions.
+    `behavior_versions` (agent -> current version) leaves out runs of older versions. Rows whose
+    dataset `datasets.jsonl` (beside the store) does not summarise yet are added to it when that
+    dataset is on disk.
     """
     if bootstrap_reps < 1:
         raise StoreError(f"--reps must be >= 1, got {bootstrap_reps}")
@@ -126,6 +130,9 @@ def build_leaderboard(
         raise StoreError(f"{store_path} holds no runs yet: run `make bench` (or offrl bench) first")
     reported = read_reported(default_reported_csv() if reported_csv is None else reported_csv)
     selection = select(records, behavior_versions)
+    rows = {(t, b.dataset_checksum(t)) for b in selection.boards for t in b.tasks}
+    record_summaries(store_path.parent, rows)
+    datasets = read_summaries(store_path.parent)
     images: dict[str, bytes] = {}
     blocks: list[Block] = [
         Heading(1, "offrl leaderboard"),
@@ -141,7 +148,7 @@ def build_leaderboard(
         Text(METHOD),
     ]
     for board in selection.boards:
-        blocks += board_blocks(board, reported, bootstrap_reps, seed, images)
+        blocks += board_blocks(board, reported, datasets, bootstrap_reps, seed, images)
     written = []
     for relative, data in sorted(images.items()):
         _write_bytes(out_dir / relative, data)

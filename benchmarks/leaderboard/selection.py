@@ -66,6 +66,10 @@ class Board:
         runs = self.runs(task, agent, implementation)
         return np.array([r.final for r in runs], dtype=np.float64)
 
+    def dataset_checksum(self, task: str) -> str:
+        """The row's dataset: every run shown on it trained on this one."""
+        return next(r.dataset_checksum for r in (*self.records, *self.peers) if r.task == task)
+
     def raw_returns(self, task: str) -> bool:
         """Whether a task is scored in raw returns (no reference scores), by anyone's runs."""
         return any(r.score_kind == "return" for r in (*self.records, *self.peers) if r.task == task)

@@ -4,10 +4,12 @@ speed; each followed by the protocol it was run under."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import numpy as np
 
 from benchmarks import stats
+from benchmarks.dataset_summaries import DatasetSummary
 from benchmarks.leaderboard.formatting import interval_text, num, seed_list, signed
 from benchmarks.leaderboard.render import Block, Table, Text
 from benchmarks.leaderboard.reported import Reported, d4rl_counterpart
@@ -47,9 +49,13 @@ def _mean_std_n(finals: np.ndarray) -> str:
     return f"{num(finals.mean())} ± {num(finals.std())} ({finals.size})" if finals.size else "—"
 
 
-def task_table(board: Board, reported: dict[tuple[str, str], Reported]) -> list[Block]:
-    """Per task: each agent's mean ± std (n) over seeds, each peer implementation's beside it,
-    then the paper's number and the difference."""
+def task_table(
+    board: Board,
+    reported: dict[tuple[str, str], Reported],
+    datasets: Mapping[tuple[str, str], DatasetSummary],
+) -> list[Block]:
+    """Per task: the dataset's own episodes where summarised, each agent's mean ± std (n) over
+    seeds, each peer implementation's beside it, then the paper's number and the difference."""
     same_data = board.source == "d4rl"
 
     def paper_of(task: str, agent: str) -> Reported | None:
@@ -61,7 +67,9 @@ def task_table(board: Board, reported: dict[tuple[str, str], Reported]) -> list[
 
     agents = board.shown_agents
     with_paper = [a for a in agents if any(paper_of(t, a) for t in board.tasks)]
-    header = ["Task"]
+    data = {t: datasets.get((t, board.dataset_checksum(t))) for t in board.tasks}
+    show_data = any(data.values())
+    header = ["Task", *(["data (its episodes)"] if show_data else [])]
     for agent in agents:
         header.append(agent)
         header += [f"{agent} {library} (same data)" for library in board.implementations(agent)]
@@ -70,6 +78,8 @@ def task_table(board: Board, reported: dict[tuple[str, str], Reported]) -> list[
     rows = []
     for task in board.tasks:
         row = [task + (" ‡" if board.raw_returns(task) else "")]
+        if show_data:
+            row.append(data[task].text() if data[task] else "—")
         for agent in agents:
             finals = board.finals(task, agent)
             row.append(_mean_std_n(finals))
@@ -88,6 +98,12 @@ def task_table(board: Board, reported: dict[tuple[str, str], Reported]) -> list[
                 row += [paper.text(), diff]
         rows.append(tuple(row))
     notes = [protocol_text(board)]
+    if show_data:
+        notes.append(
+            "Data: the dataset's own episodes (its behaviour policies'), scored as the runs are: "
+            "mean ± std over episodes, the best episode, (episodes); from datasets.jsonl beside "
+            "the store. A run above the data's mean did better than the data it learned from."
+        )
     for library in sorted({r.implementation for r in board.peers}):
         notes.append(
             f"{library} (same data): the agent's algorithm as implemented in {library}, trained "

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from offrl.data import d4rl, generate, minari_io
 from offrl.data.collect import collect
 from offrl.data.registry import SOURCES, d4rl_eval_env, load_task, minari_id
-from offrl.data.transitions import Transitions
+from offrl.data.transitions import episode_returns
 from offrl.errors import ConfigError, DatasetError, OffrlError
 
 
@@ -180,21 +180,6 @@ def make_command(
     name = generate.find_recipe(task).dataset_id
     minari_io.check_writable(name, overwrite)  # before any bar or rollout
     return make_datasets([name], seed, steps, overwrite, workers, False, progress)
-
-
-def episode_returns(transitions: Transitions) -> np.ndarray:
-    """Undiscounted return of each episode seen in the table.
-
-    An episode ends at a done or where the next observation is not the following row's
-    observation (a dropped time-out, or a new episode after a truncation).
-    """
-    observations = np.asarray(transitions.observations)
-    next_observations = np.asarray(transitions.next_observations)
-    ends = np.asarray(transitions.dones) > 0
-    ends[:-1] |= np.any(next_observations[:-1] != observations[1:], axis=1)
-    ends[-1] = True
-    starts = np.r_[0, np.flatnonzero(ends)[:-1] + 1]
-    return np.add.reduceat(np.asarray(transitions.rewards, dtype=np.float64), starts)
 
 
 def info(task_name: str) -> str:

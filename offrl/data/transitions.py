@@ -74,3 +74,18 @@ def checksum(transitions: Transitions) -> str:
         digest.update(str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def episode_returns(transitions: Transitions) -> np.ndarray:
+    """Undiscounted return of each episode seen in the table.
+
+    An episode ends at a done or where the next observation is not the following row's
+    observation (a dropped time-out, or a new episode after a truncation).
+    """
+    observations = np.asarray(transitions.observations)
+    next_observations = np.asarray(transitions.next_observations)
+    ends = np.asarray(transitions.dones) > 0
+    ends[:-1] |= np.any(next_observations[:-1] != observations[1:], axis=1)
+    ends[-1] = True
+    starts = np.r_[0, np.flatnonzero(ends)[:-1] + 1]
+    return np.add.reduceat(np.asarray(transitions.rewards, dtype=np.float64), starts)
