@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -355,7 +356,7 @@ def primitives(jaxpr) -> set[str]:
     names = set()
     for equation in jaxpr.eqns:
         names.add(equation.primitive.name)
-        for sub in jax.core.jaxprs_in_params(equation.params):
+        for sub in jax.extend.core.jaxprs_in_params(equation.params):
             names |= primitives(sub)
     return names
 
