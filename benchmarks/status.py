@@ -35,15 +35,17 @@ class Cell:
         return f"{self.stored}/{self.wanted}" + (f" ({steps})" if steps else "")
 
 
+Cells = dict[tuple[str, str], Cell]
+Row = tuple[str, str, Cells]  # label, agent, (agent, task) -> cell
+
+
 def evaluated_step(run_dir: Path, seed: int) -> int:
     """The last step a seed of an offrl run folder evaluated (0: none yet)."""
     rows = [r for r in read_records(run_dir) if r.get("seed") == seed and "return" in r]
     return max((r["step"] for r in rows), default=0)
 
 
-def our_cells(
-    profile: Profile, checksums: dict[str, str | None], results: Path
-) -> dict[tuple[str, str], Cell]:
+def our_cells(profile: Profile, checksums: dict[str, str | None], results: Path) -> Cells:
     """(agent, task) -> Cell for offrl's runs, by the bench's own planner."""
     specs = runner.plan(profile, _ready(checksums), results)
     unfinished = [
@@ -54,9 +56,7 @@ def our_cells(
     return _cells(profile, profile.agents, checksums, unfinished)
 
 
-def peer_cells(
-    profile: Profile, checksums: dict[str, str | None], results: Path
-) -> dict[tuple[str, str], Cell]:
+def peer_cells(profile: Profile, checksums: dict[str, str | None], results: Path) -> Cells:
     """(agent, task) -> Cell for the peer library's runs, by `offrl peer`'s planner."""
     specs = peer.plan(profile, _ready(checksums), results, peer.PEER_AGENTS)
     unfinished = [
@@ -75,7 +75,7 @@ def _cells(
     agents: Sequence[str],
     checksums: dict[str, str | None],
     unfinished: Sequence[tuple[str, str, int, int]],
-) -> dict[tuple[str, str], Cell]:
+) -> Cells:
     """Cells from the planned (agent, task, seed, step reached) runs; a task without its
     dataset lacks every seed."""
     missing: dict[tuple[str, str], dict[int, int]] = {
@@ -92,14 +92,13 @@ def _cells(
     }
 
 
-def table(rows: dict[str, dict[tuple[str, str], Cell]], tasks: Sequence[str]) -> str:
-    """A Markdown table: one row per label (agent, or agent and library), one column per task."""
+def table(rows: Sequence[Row], tasks: Sequence[str]) -> str:
+    """A Markdown table: one row per (label, agent, cells), one column per task."""
     lines = [
         "| runs stored | " + " | ".join(tasks) + " | all |",
         "|---" * (len(tasks) + 2) + "|",
     ]
-    for label, cells in rows.items():
-        agent = label.split()[0]
+    for label, agent, cells in rows:
         row = [cells[agent, task] for task in tasks]
         stored, wanted = sum(c.stored for c in row), sum(c.wanted for c in row)
         texts = " | ".join(cell.text() for cell in row)
@@ -107,7 +106,7 @@ def table(rows: dict[str, dict[tuple[str, str], Cell]], tasks: Sequence[str]) ->
     return "\n".join(lines)
 
 
-def totals(cells: dict[tuple[str, str], Cell]) -> tuple[int, int]:
+def totals(cells: Cells) -> tuple[int, int]:
     return sum(c.stored for c in cells.values()), sum(c.wanted for c in cells.values())
 
 
@@ -116,7 +115,7 @@ def report(profile: Profile, results: Path) -> str:
     checksums = checksums_on_disk(profile)
     tasks = list(checksums)
     ours = our_cells(profile, checksums, results)
-    rows = {agent: ours for agent in profile.agents}
+    rows: list[Row] = [(agent, agent, ours) for agent in profile.agents]
     stored, wanted = totals(ours)
     lines = [f"offrl: {stored} of {wanted} runs stored"]
     try:
@@ -124,7 +123,7 @@ def report(profile: Profile, results: Path) -> str:
     except ConfigError as err:  # d3rlpy absent: the peers' configs name its version
         lines.append(f"{peer.LIBRARY} peers: unknown ({err})")
     else:
-        rows |= {f"{agent} ({peer.LIBRARY})": peers for agent in peer.PEER_AGENTS}
+        rows += [(f"{agent} ({peer.LIBRARY})", agent, peers) for agent in peer.PEER_AGENTS]
         stored, wanted = totals(peers)
         lines.append(f"{peer.LIBRARY} peers: {stored} of {wanted} runs stored")
     unmade = [task for task, checksum in checksums.items() if checksum is None]
