@@ -63,15 +63,14 @@ def read_summaries(results: Path) -> dict[tuple[str, str], DatasetSummary]:
     path = Path(results) / DATASETS_FILE
     if not path.exists():
         return {}
+    remedy = "Delete that line: the next bench or leaderboard writes it again from the dataset."
     summaries = {}
-    for number, row in read_jsonl(path):
+    for number, row in read_jsonl(path, remedy):
         try:
             summary = DatasetSummary(**row)
         except TypeError as err:
-            raise StoreError(
-                f"{path}, line {number}: not a dataset summary ({err}); delete the line, the "
-                "next bench or leaderboard writes it again from the dataset"
-            ) from None
+            problem = f"{path}, line {number}: not a dataset summary ({err})."
+            raise StoreError(f"{problem} {remedy}") from None
         summaries[summary.task, summary.dataset_checksum] = summary
     return summaries
 

@@ -206,10 +206,12 @@ def score_summary(
     }
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def read_jsonl(
+    path: Path, remedy: str = "Delete that line; the bench re-runs the missing run."
+) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) of every non-blank line, read under a shared lock.
 
-    A line that is not a JSON object raises StoreError naming the file and the line.
+    A line that is not a JSON object raises StoreError naming the file, the line and `remedy`.
     """
     path = Path(path)
     try:
@@ -227,7 +229,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as err:
             raise StoreError(
                 f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno}): "
-                "a write torn by a crash? Delete that line; the bench re-runs the missing run."
+                f"a write torn by a crash? {remedy}"
             ) from err
         if not isinstance(row, dict):
             raise StoreError(f"{path}, line {number}: a JSON {type(row).__name__}, not a record")

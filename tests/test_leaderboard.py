@@ -552,3 +552,20 @@ def test_each_row_shows_its_own_datasets_episodes_beside_the_runs(
 
 def test_a_store_without_dataset_summaries_renders_without_the_data_column(page):
     assert "data (its episodes)" not in page
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [("{torn", "line 1: not valid JSON"), ('{"task": "x"}', "line 1: not a dataset summary")],
+)
+def test_a_broken_dataset_summary_is_one_clear_error_and_writes_nothing(
+    store, tmp_path, capsys, line, problem
+):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "runs.jsonl").write_bytes(store.read_bytes())
+    (results / "datasets.jsonl").write_text(line + "\n")
+    assert main(["--store", str(results / "runs.jsonl"), "--out", str(tmp_path / "page")]) == 1
+    err = capsys.readouterr().err
+    assert f"datasets.jsonl, {problem}" in err and "Delete that line" in err
+    assert "Traceback" not in err and not (tmp_path / "page").exists()
