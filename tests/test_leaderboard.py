@@ -569,3 +569,21 @@ def test_a_broken_dataset_summary_is_one_clear_error_and_writes_nothing(
     err = capsys.readouterr().err
     assert f"datasets.jsonl, {problem}" in err and "Delete that line" in err
     assert "Traceback" not in err and not (tmp_path / "page").exists()
+
+
+def test_a_summary_that_cannot_be_written_leaves_the_board_without_it(
+    hopper_dataset, tmp_path, capsys
+):
+    """The store's folder refuses the new summary (here its datasets.jsonl points into a folder
+    that does not exist): one line says so, and the board is written without the data column."""
+    task = f"minari/{HOPPER_DATASET_ID}"
+    record = make_record("td3bc", task, 0, 0.0)
+    record = dataclasses.replace(record, dataset_checksum=load_task(task).checksum)
+    results = tmp_path / "results"
+    append(results / "runs.jsonl", [record])
+    (results / "datasets.jsonl").symlink_to(tmp_path / "gone" / "datasets.jsonl")
+    assert main(["--store", str(results / "runs.jsonl"), "--out", str(tmp_path / "page")]) == 0
+    err = capsys.readouterr().err
+    assert "offrl leaderboard: no new dataset summaries" in err and "Traceback" not in err
+    page = (tmp_path / "page" / "LEADERBOARD.md").read_text()
+    assert task in page and "data (its episodes)" not in page

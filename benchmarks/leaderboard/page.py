@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -131,7 +132,10 @@ def build_leaderboard(
     reported = read_reported(default_reported_csv() if reported_csv is None else reported_csv)
     selection = select(records, behavior_versions)
     rows = {(t, b.dataset_checksum(t)) for b in selection.boards for t in b.tasks}
-    record_summaries(store_path.parent, rows)
+    try:
+        record_summaries(store_path.parent, rows)
+    except OSError as err:  # a read-only or full store folder: the board needs no new summary
+        print(f"offrl leaderboard: no new dataset summaries ({err})", file=sys.stderr)
     datasets = read_summaries(store_path.parent)
     images: dict[str, bytes] = {}
     blocks: list[Block] = [
