@@ -166,6 +166,30 @@ def test_candidate_lists_built_in_jax_are_the_exact_ones():
     assert sum(moved) == len(states)
 
 
+def test_a_capped_search_bounds_every_key_it_did_not_reach():
+    """Candidate lists visit at most a few cells: the radius (the next key found, or the bound on
+    the cells left) stays below every key outside the list, and lists whose search ended within
+    the cap are the exact ones."""
+    rng = np.random.default_rng(4)
+    walk = np.cumsum(rng.standard_normal((40, 1000, 9)) * 0.1, axis=1).reshape(-1, 9)
+    keys = ((walk - walk.mean(0)) / walk.std(0)).astype(np.float32)
+    flat = build_faiss_index(keys, "faiss-flat", hnsw_m=32, ivf_lists=64)
+    ivf = build_faiss_index(keys, "faiss-ivf", hnsw_m=32, ivf_lists=64)
+    queries = keys[rng.integers(0, len(keys), 300)]
+    queries = queries + 0.3 * rng.standard_normal(queries.shape).astype(np.float32)
+    dist2, found, beyond = PrunedIVF(ivf, flat).search_capped(queries, 17, max_cells=9)
+    radius = np.minimum(np.sqrt(dist2[:, 16]), beyond)
+    cuts = np.isfinite(beyond)
+    assert 0.1 < cuts.mean() < 0.9  # the cap cut some searches, not all
+    for query, listed, r, cut in zip(queries, found[:, :16], radius, cuts, strict=True):
+        dist = np.linalg.norm(keys - query, axis=1)
+        outside = np.ones(len(keys), bool)
+        outside[listed] = False
+        assert dist[outside].min() >= r - 1e-5
+        if not cut:
+            assert set(listed) == set(np.argsort(dist, kind="stable")[:16])
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_pruned_ivf_is_exact_across_many_cells(k):
     """Structured keys over 64 cells: pruning stops early and still returns the exact k-NN."""

@@ -122,14 +122,33 @@ class PrunedIVF:
         if not len(queries):
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         upper = np.full(len(queries), np.inf) if upper is None else np.asarray(upper, np.float64)
-        dist2, found = self._search_pruned(queries, k, upper)
+        dist2, found, _ = self._search_pruned(queries, k, upper, None)
+        return self._flat_where_short(queries, k, dist2, found)
+
+    def search_capped(
+        self, queries: np.ndarray, k: int, max_cells: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As `search` without an upper bound, but visiting at most `max_cells` cells per query:
+        (squared distances, rows) of the k nearest keys in the cells visited, and `beyond`, a
+        lower bound on the distance of every key in the cells not visited (inf where the search
+        ended within the cap: its k keys are then the exact k nearest)."""
+        upper = np.full(len(queries), np.inf)
+        dist2, found, beyond = self._search_pruned(queries, k, upper, max_cells)
+        short = found[:, -1] < 0
+        beyond[short] = np.inf  # searched flat: exact
+        return (*self._flat_where_short(queries, k, dist2, found), beyond)
+
+    def _flat_where_short(self, queries: np.ndarray, k: int, dist2: np.ndarray, found: np.ndarray):
         short = np.flatnonzero(found[:, -1] < 0)
         if short.size:
             dist2[short], found[short] = self.flat.search(queries[short], k)
         return dist2, found
 
-    def _search_pruned(self, queries: np.ndarray, k: int, upper: np.ndarray):
-        """The few cells of lowest coarse bound first, which tighten `upper`; then the rest."""
+    def _search_pruned(
+        self, queries: np.ndarray, k: int, upper: np.ndarray, max_cells: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The few cells of lowest coarse bound first, which tighten `upper`; then the rest, or
+        up to `max_cells` cells in all, with the lower bound on the distance of what is left."""
         coarse = self.cells.coarse(queries)
         coarse[~within_bound(coarse, upper[:, None])] = np.inf
         first = lowest_cells(coarse, FIRST_CELLS)
@@ -139,9 +158,11 @@ class PrunedIVF:
         upper = np.minimum(upper, kth_dist2(dist2, found))
         coarse[np.isinf(upper)] = np.inf  # still nothing to bound them: left to the flat search
         cells, bounds = self._ranked_cells(queries, coarse, upper)
+        depth = cells.shape[1] if max_cells is None else max(max_cells - FIRST_CELLS, 0)
         start = 0
         for width in (*LATER_CELLS, cells.shape[1]):
-            if start >= cells.shape[1]:
+            width = min(width, depth - start)
+            if start >= cells.shape[1] or width <= 0:
                 break
             part = slice(start, start + width)
             best = np.minimum(upper, kth_dist2(dist2, found))
@@ -153,7 +174,17 @@ class PrunedIVF:
                 d, i = self._visit(queries[todo], k, lists[:, : live[todo].sum(1).max()])
                 dist2[todo], found[todo] = merge_nearest(dist2[todo], found[todo], d, i, k)
             start += width
-        return dist2, found
+        return dist2, found, self._beyond(bounds, start, np.minimum(upper, kth_dist2(dist2, found)))
+
+    @staticmethod
+    def _beyond(bounds: np.ndarray, start: int, best: np.ndarray) -> np.ndarray:
+        """A lower bound on the distance of every key in the ranked cells from `start` on (their
+        bounds are sorted; inf where none is left within reach of `best`), rounding slack off."""
+        if start >= bounds.shape[1]:
+            return np.full(len(bounds), np.inf)
+        left = bounds[:, start]
+        shrunk = np.maximum((left - BOUND_SLACK_ABSOLUTE) / (1.0 + BOUND_SLACK_RELATIVE), 0.0)
+        return np.where(within_bound(left, best), shrunk, np.inf)
 
     def _ranked_cells(self, queries: np.ndarray, coarse: np.ndarray, upper: np.ndarray):
         """(cells, bounds), each (queries, depth): every cell whose bound, the bounding box's
