@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from agents import PRDC, TD3BC
+from benchmarks import candidate_lists
 from offrl.agent import Context, DatasetSpec
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
@@ -522,3 +523,11 @@ def test_cli_trains_prdc_with_a_chosen_search(hopper_dataset, tmp_path):
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["config"]["search"] == "jax" and manifest["config"]["beta"] == 2.5
+
+
+def test_the_candidate_lists_benchmark_checks_every_cap_against_the_exact_radius(
+    hopper_dataset, capsys
+):
+    assert candidate_lists.main(["--task", TASK, "--rows", "300", "--caps", "1,0"]) == 0
+    printed = capsys.readouterr().out
+    assert "cap    1:" in printed and "cap none:" in printed and "radius / exact median" in printed
