@@ -20,8 +20,8 @@ import numpy as np
 from benchmarks.configs import config_for
 from benchmarks.ivf_search import prdc_states
 from offrl.data.registry import load_task
-from offrl.neighbors.faiss_module import faiss_module
-from offrl.neighbors.pruned_ivf import PrunedIVF, exact_ivf_lists, training_sample
+from offrl.neighbors.candidates import state_search
+from offrl.neighbors.pruned_ivf import PrunedIVF
 from offrl.policy import load_policy
 from offrl.run_manifest import read_run_manifest
 
@@ -51,17 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--run", type=Path, default=None)
     args = parser.parse_args(argv)
-    faiss = faiss_module()
     states, actions = prdc_states(args.task)
     n, dim = states.shape
-    flat = faiss.IndexFlatL2(dim)
-    flat.add(states)
-    ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, exact_ivf_lists(n))
-    ivf.train(training_sample(states, 64 * ivf.nlist))
-    ivf.add(states)
-    search = PrunedIVF(ivf, flat)
+    search = state_search(states)
     rows = np.random.default_rng(0).choice(n, args.rows, replace=False)
-    exact = np.sqrt(np.maximum(flat.search(states[rows], LIST_SIZE + 1)[0][:, LIST_SIZE], 0.0))
+    nearest = search.flat.search(states[rows], LIST_SIZE + 1)[0]
+    exact = np.sqrt(np.maximum(nearest[:, LIST_SIZE], 0.0))
     beta = config_for("prdc", args.task).beta
     policies = []
     if args.run is not None:
@@ -71,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--run {args.run}: not a run folder (no run.json)")
         seeds = manifest.seeds
         policies = [np.asarray(load_policy(args.run, seed=s)(observations)) for s in seeds]
-    print(f"{args.task}: {n:,} rows x {dim} dims, {ivf.nlist} cells, beta {beta}, {len(rows)} rows")
+    cells = search.ivf.nlist
+    print(f"{args.task}: {n:,} rows x {dim} dims, {cells} cells, beta {beta}, {len(rows)} rows")
     for cap in (int(c) for c in args.caps.split(",")):
         lists, radius, seconds, cut = capped_lists(search, states[rows], cap)
         if np.any(radius > exact * (1 + 1e-5) + 1e-5):

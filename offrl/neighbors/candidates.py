@@ -90,14 +90,8 @@ def jax_candidates(
     return candidates, radius
 
 
-def faiss_candidates(
-    states: np.ndarray, k: int, blocks: Sequence[range], advance: Callable[[int], None]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate lists by FAISS's exact IVF search over the states (`PrunedIVF`, about 1,000 rows
-    a cell), at most `CANDIDATE_CELLS` cells a row: each row's k nearest rows of the cells
-    visited, and as radius the distance of the next one or, where the cap cut the search short,
-    the bound on the cells left if smaller. A row range of `blocks` at a time, each told to
-    `advance`."""
+def state_search(states: np.ndarray) -> PrunedIVF:
+    """FAISS's exact IVF search over the states, about 1,000 rows a cell."""
     n, dim = states.shape
     faiss = faiss_module()
     flat = faiss.IndexFlatL2(dim)
@@ -105,7 +99,18 @@ def faiss_candidates(
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, exact_ivf_lists(n))
     ivf.train(training_sample(states, 64 * ivf.nlist))
     ivf.add(states)
-    search = PrunedIVF(ivf, flat)
+    return PrunedIVF(ivf, flat)
+
+
+def faiss_candidates(
+    states: np.ndarray, k: int, blocks: Sequence[range], advance: Callable[[int], None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate lists by `state_search`, at most `CANDIDATE_CELLS` cells a row: each row's k
+    nearest rows of the cells visited, and as radius the distance of the next one or, where the
+    cap cut the search short, the bound on the cells left if smaller. A row range of `blocks` at
+    a time, each told to `advance`."""
+    n = len(states)
+    search = state_search(states)
     wanted = min(k + 1, n)
     candidates, radius = np.empty((n, k), np.int64), np.full(n, np.inf, np.float32)
     for rows in blocks:
