@@ -11,8 +11,11 @@ import jax
 import numpy as np
 import pytest
 
+from agents import TD3BC
 from offrl.agent import Context
 from offrl.data.collect import CollectInfo, collect
+from offrl.data.registry import load_task
+from offrl.train import FitResult, fit
 
 HOPPER_DATASET_ID = "offrl-test/hopper-random-v0"
 HOPPER_STEPS = 1500
@@ -188,3 +191,23 @@ class PointGoalEnv(gym.Env):
 POINT_GOAL_ENV_ID = "offrl-test/PointGoal-v0"
 # pytest imports this file as the top-level module `conftest`, so the entry point resolves.
 gym.register(POINT_GOAL_ENV_ID, entry_point="conftest:PointGoalEnv", max_episode_steps=25)
+
+
+def logged_run(run_dir: Path, **loggers) -> FitResult:
+    """The loggers' tests' run: small TD3+BC, seeds 3 and 4 on the test hopper data, losses every
+    25 updates, evaluations at 50 and 100; `loggers` are fit's (tensorboard=, wandb=)."""
+    loaded = load_task(f"minari/{HOPPER_DATASET_ID}")
+    return fit(
+        TD3BC,
+        loaded.transitions,
+        TD3BC.Config(hidden_dims=(64, 64), batch_size=64),
+        seeds=[3, 4],
+        steps=100,
+        eval_every=50,
+        eval_episodes=1,
+        log_every=25,
+        task=loaded.task,
+        out_dir=run_dir,
+        progress=False,
+        **loggers,
+    )

@@ -9,13 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HOPPER_DATASET_ID
+from conftest import logged_run
 
-from agents import TD3BC
-from offrl.data.registry import load_task
 from offrl.loggers import WandbOptions
 from offrl.run_files import LOSSES, read_records
-from offrl.train import fit
 
 wandb = pytest.importorskip("wandb")
 
@@ -41,21 +38,8 @@ def offline_run(hopper_dataset, tmp_path_factory):
             patch.setenv(name, str(home))
         patch.setenv("WANDB_MODE", "offline")
         patch.setenv("WANDB_SILENT", "true")
-        loaded = load_task(f"minari/{HOPPER_DATASET_ID}")
-        run_dir = tmp_path_factory.mktemp("wandb") / "run"
-        result = fit(
-            TD3BC,
-            loaded.transitions,
-            TD3BC.Config(hidden_dims=(64, 64), batch_size=64),
-            seeds=[3, 4],
-            steps=100,
-            eval_every=50,
-            eval_episodes=1,
-            log_every=25,
-            task=loaded.task,
-            out_dir=run_dir,
-            progress=False,
-            wandb=WandbOptions(project="offrl-test"),
+        result = logged_run(
+            tmp_path_factory.mktemp("wandb") / "run", wandb=WandbOptions(project="offrl-test")
         )
     return result
 

@@ -7,12 +7,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import HOPPER_DATASET_ID
+from conftest import logged_run
 
-from agents import TD3BC
-from offrl.data.registry import load_task
 from offrl.run_files import LOSSES, read_records
-from offrl.train import fit
 
 tensorboardX = pytest.importorskip("tensorboardX")
 from tensorboardX.proto.event_pb2 import Event  # noqa: E402  (only where tensorboardX is)
@@ -33,28 +30,14 @@ def scalars(folder: Path) -> dict[int, dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def logged_run(hopper_dataset, tmp_path_factory):
-    loaded = load_task(f"minari/{HOPPER_DATASET_ID}")
-    return fit(
-        TD3BC,
-        loaded.transitions,
-        TD3BC.Config(hidden_dims=(64, 64), batch_size=64),
-        seeds=[3, 4],
-        steps=100,
-        eval_every=50,
-        eval_episodes=1,
-        log_every=25,
-        task=loaded.task,
-        out_dir=tmp_path_factory.mktemp("tensorboard") / "run",
-        progress=False,
-        tensorboard=True,
-    )
+def tensorboard_run(hopper_dataset, tmp_path_factory):
+    return logged_run(tmp_path_factory.mktemp("tensorboard") / "run", tensorboard=True)
 
 
-def test_each_seed_logs_its_losses_every_log_every_and_its_evaluations(logged_run):
-    folder = logged_run.run_dir / "tensorboard"
+def test_each_seed_logs_its_losses_every_log_every_and_its_evaluations(tensorboard_run):
+    folder = tensorboard_run.run_dir / "tensorboard"
     assert sorted(p.name for p in folder.iterdir()) == ["seed3", "seed4"]
-    losses = read_records(logged_run.run_dir, LOSSES)
+    losses = read_records(tensorboard_run.run_dir, LOSSES)
     for seed in (3, 4):
         logged = scalars(folder / f"seed{seed}")
         assert sorted(logged) == [25, 50, 75, 100]
@@ -62,7 +45,7 @@ def test_each_seed_logs_its_losses_every_log_every_and_its_evaluations(logged_ru
             for name, value in record["losses"].items():
                 # event files hold float32
                 assert logged[record["step"]][f"train/{name}"] == pytest.approx(value, rel=1e-6)
-        for record in (r for r in logged_run.records if r["seed"] == seed):
+        for record in (r for r in tensorboard_run.records if r["seed"] == seed):
             at = logged[record["step"]]
             for name in ("return", "return_std"):
                 assert at[f"eval/{name}"] == pytest.approx(record[name], rel=1e-6)
