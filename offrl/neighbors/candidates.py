@@ -44,9 +44,8 @@ def state_candidates(states: np.ndarray, num_candidates: int) -> tuple[np.ndarra
     row outside its list is at least R away (so a certificate built on R is exact). The lists are
     the exact nearest rows, R the distance of the next one, except where FAISS's search reached
     its cap of `CANDIDATE_CELLS` cells (high-dimensional states): R is then bounded by the cells
-    left. On 1M halfcheetah rows the earlier lists, probing 16 cells, bounded R at 0.84 of the
-    exact radius, and PRDC's actor queries at the official alpha 40 were certified 2-3x less
-    often. Cached on disk by the states' hash."""
+    left. The larger R, the more of PRDC's queries are certified without a search (docs/speed.md).
+    Cached on disk by the states' hash."""
     states = np.ascontiguousarray(states, dtype=np.float32)
     n = len(states)
     k = min(num_candidates, n)
@@ -79,15 +78,13 @@ def jax_candidates(
     n = len(states)
     keys = jnp.asarray(states)
     wanted = min(k + 1, n)
-    candidates, radius = np.empty((n, k), np.int64), np.full(n, np.inf, np.float32)
-    for start in range(0, n, JAX_CANDIDATE_ROWS):
-        stop = min(start + JAX_CANDIDATE_ROWS, n)
-        dist2, rows = jax.device_get(exact_nearest(keys, keys[start:stop], wanted))
-        candidates[start:stop] = rows[:, :k]
-        if k < n:
-            radius[start:stop] = np.sqrt(np.maximum(dist2[:, k], 0.0))
-        advance(stop - start)
-    return candidates, radius
+
+    def nearest(rows: range):
+        dist2, found = jax.device_get(exact_nearest(keys, keys[rows.start : rows.stop], wanted))
+        return dist2, found, np.inf
+
+    blocks = [range(a, min(a + JAX_CANDIDATE_ROWS, n)) for a in range(0, n, JAX_CANDIDATE_ROWS)]
+    return fill_lists(n, k, blocks, nearest, advance)
 
 
 def state_search(states: np.ndarray) -> PrunedIVF:
@@ -112,14 +109,29 @@ def faiss_candidates(
     n = len(states)
     search = state_search(states)
     wanted = min(k + 1, n)
+
+    def nearest(rows: range):
+        return search.search_capped(states[rows.start : rows.stop], wanted, CANDIDATE_CELLS)
+
+    return fill_lists(n, k, blocks, nearest, advance)
+
+
+def fill_lists(
+    n: int,
+    k: int,
+    blocks: Sequence[range],
+    nearest: Callable[[range], tuple],
+    advance: Callable[[int], None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lists and radii of n rows, a range of `blocks` at a time: `nearest(rows)` gives the rows'
+    (squared distances, rows) of their k + 1 nearest found and a lower bound on the distance of
+    any row it did not look at (inf: it looked at all); the radius is the nearer of the two."""
     candidates, radius = np.empty((n, k), np.int64), np.full(n, np.inf, np.float32)
     for rows in blocks:
-        dist2, found, beyond = search.search_capped(
-            states[rows.start : rows.stop], wanted, CANDIDATE_CELLS
-        )
-        candidates[rows.start : rows.stop] = found[:, :k]
+        dist2, found, beyond = nearest(rows)
+        part = slice(rows.start, rows.stop)
+        candidates[part] = found[:, :k]
         if k < n:
-            nearest_outside = np.sqrt(np.maximum(dist2[:, k], 0.0))
-            radius[rows.start : rows.stop] = np.minimum(nearest_outside, beyond)
+            radius[part] = np.minimum(np.sqrt(np.maximum(dist2[:, k], 0.0)), beyond)
         advance(len(rows))
     return candidates, radius
