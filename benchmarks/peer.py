@@ -53,6 +53,8 @@ PEER_AGENTS = ("td3bc", "prdc")
 ADAPTER_VERSION = 1
 """The `behavior_version` of peer records: bump it when what this adapter trains changes."""
 PROGRESS = "progress.json"
+VALUE_ROWS = 5000
+"""Dataset rows whose Q-values each evaluation records (`q_mean`)."""
 
 
 def episode_bounds(transitions: Transitions) -> list[tuple[int, int, bool]]:
@@ -235,6 +237,36 @@ def resume_point(run_dir: Path) -> tuple[int, list[dict[str, Any]]]:
     return int(state["step"]), list(state["evaluations"])
 
 
+def learner(agent: str, task: str, transitions: Transitions) -> tuple[Any, Transitions]:
+    """d3rlpy's learner for (agent, task) with offrl's official config and state normalisation,
+    and the transitions it trains on (offrl's reward transform applied); not yet built."""
+    d3rlpy = import_d3rlpy()
+    ours, fields = peer_config(agent, task)
+    transitions = transform_rewards(transitions, ours.reward_scale, ours.reward_shift)
+    normalizer = fit_normalizer(np.asarray(transitions.observations))
+    # offrl's std already carries TD3+BC's +1e-3, so d3rlpy adds nothing more.
+    scaler = d3rlpy.preprocessing.StandardObservationScaler(
+        mean=normalizer.mean, std=normalizer.std, eps=0.0
+    )
+    configs = {"td3bc": d3rlpy.algos.TD3PlusBCConfig, "prdc": d3rlpy.algos.PRDCConfig}
+    return configs[agent](observation_scaler=scaler, **fields).create(device=False), transitions
+
+
+def value_rows(transitions: Transitions) -> tuple[np.ndarray, np.ndarray]:
+    """(states, actions) of VALUE_ROWS fixed rows, drawn by their own generator so that d3rlpy's
+    sampling (numpy's global RNG) is untouched."""
+    count = len(transitions.rewards)
+    rows = np.sort(np.random.default_rng(0).choice(count, min(VALUE_ROWS, count), replace=False))
+    states = np.asarray(transitions.observations, np.float32)[rows]
+    return states, np.asarray(transitions.actions, np.float32)[rows]
+
+
+def data_q_mean(algo: Any, rows: tuple[np.ndarray, np.ndarray]) -> float:
+    """Mean over `rows` and both critics of Q(s, a) at the data's actions: what offrl's
+    `q_mean` averages over its training batches, so a diverging critic shows in both alike."""
+    return float(algo.predict_value(*rows).mean())
+
+
 def _evaluate(algo: Any, envs: Any, seed: int, episodes: int) -> np.ndarray:
     """One episode per env with d3rlpy's deterministic policy; returns shape (episodes,)."""
 
@@ -254,17 +286,10 @@ def train_peer(spec: PeerSpec, results: Path, progress: bool = True) -> store.Ru
             f"{spec.task} changed since the peer bench planned (checksum "
             f"{loaded.checksum[:16]}..., planned {spec.dataset_checksum[:16]}...); run it again."
         )
-    ours, fields = peer_config(spec.agent, spec.task)
     config = spec.config()
-    transitions = transform_rewards(loaded.transitions, ours.reward_scale, ours.reward_shift)
-    normalizer = fit_normalizer(np.asarray(transitions.observations))
-    # offrl's std already carries TD3+BC's +1e-3, so d3rlpy adds nothing more.
-    scaler = d3rlpy.preprocessing.StandardObservationScaler(
-        mean=normalizer.mean, std=normalizer.std, eps=0.0
-    )
-    configs = {"td3bc": d3rlpy.algos.TD3PlusBCConfig, "prdc": d3rlpy.algos.PRDCConfig}
-    algo = configs[spec.agent](observation_scaler=scaler, **fields).create(device=False)
+    algo, transitions = learner(spec.agent, spec.task, loaded.transitions)
     buffer = replay_buffer(transitions)
+    values_at = value_rows(transitions)
     run_dir = spec.run_dir(results)
     protocol = spec.protocol
     began = time.perf_counter()
@@ -310,6 +335,7 @@ def train_peer(spec: PeerSpec, results: Path, progress: bool = True) -> store.Ru
                         "normalized_score": None if score is None else float(score),
                         "updates_per_s": updates_per_s,
                         "losses": {name: float(value) for name, value in losses.items()},
+                        "q_mean": data_q_mean(algo, values_at),
                     }
                 )
                 _save_state(run_dir, algo, step)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import peer, store
+from benchmarks import peer, peer_values, store
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.train import Protocol
@@ -119,6 +119,19 @@ def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
     assert sorted(p.name for p in run_dir.glob("*-*")) == ["model-40.d3", "rng-40.pkl"]
     evaluations = json.loads((run_dir / "progress.json").read_text())["evaluations"]
     assert {"critic_loss", "actor_loss"} <= set(evaluations[-1]["losses"])
+    whole_evaluations = json.loads((spec.run_dir(tmp_path / "whole") / "progress.json").read_text())
+    q_means = [e["q_mean"] for e in evaluations]
+    assert q_means == [e["q_mean"] for e in whole_evaluations["evaluations"]]
+    # The stored checkpoint gives back the critics whose values the last evaluation recorded.
+    step, model = peer_values.last_checkpoint(run_dir)
+    transitions = load_task(TASK).transitions
+    values = peer_values.peer_values("td3bc", TASK, transitions, model)
+    assert step == 40 and len(values) == min(peer.VALUE_ROWS, len(transitions.rewards))
+    assert float(values.mean()) == pytest.approx(q_means[-1], rel=1e-6)
+    store.append(tmp_path / "killed" / "runs.jsonl", [resumed])
+    (row,) = peer_values.value_table(tmp_path / "killed")
+    assert row.startswith(f"| td3bc | {TASK} | 3 | 40 | {values.mean():.1f} (")
+    assert row.endswith("| — |")  # no run of ours in this store
     key = dataclasses.replace(resumed, wall_s=0.0).key
     assert (
         key.implementation == "d3rlpy"
