@@ -21,7 +21,7 @@ import argparse
 import contextlib
 import io
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import jax
 
@@ -172,7 +172,12 @@ def d3rlpy_noise(noise: np.ndarray) -> Iterator[None]:
         td3_impl.torch = torch
 
 
-def check(steps: int, seed: int) -> None:
+GAP_COLUMNS = ("critic", "actor", "targ_critic", "targ_actor", "critic_loss", "actor_loss")
+
+
+def gaps(steps: int, seed: int, report: Sequence[int] = REPORT_STEPS) -> Iterator[tuple[int, dict]]:
+    """(step, largest |offrl - d3rlpy| per GAP_COLUMNS entry, and d3rlpy's critic loss) after each
+    step in `report` and the last; step 0: the Q and action gaps before any update."""
     config = td3bc.Config()
     state = td3bc.init(jax.random.PRNGKey(seed), DatasetSpec(OBS_DIM, ACTION_DIM), config)
     state = state.replace(actor=to_float64(state.actor), critic=to_float64(state.critic))
@@ -184,14 +189,9 @@ def check(steps: int, seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     q_gap, a_gap = output_gaps(state, modules, make_batch(rng))
-    print(f"before any update: max |Q gap| {q_gap:.2e}, max |action gap| {a_gap:.2e}")
-    print("actor steps: offrl at its step counter % 2 == 0 (steps 2, 4, ...); d3rlpy given")
-    print("grad_step = that step, so also 2, 4, ... (d3rlpy's own fit would use 1, 3, ...)")
-
+    yield 0, {"q": q_gap, "action": a_gap}
     update = jax.jit(td3bc.update)
     base_key = jax.random.PRNGKey(seed + 1)
-    print("max |offrl - d3rlpy| of the parameters and losses (critic loss rounded to float32)")
-    print("step  critic     actor      targ_critic targ_actor critic_loss actor_loss")
     for step in range(1, steps + 1):
         batch = make_batch(rng)
         key = jax.random.fold_in(base_key, step)
@@ -203,24 +203,45 @@ def check(steps: int, seed: int) -> None:
         )
         with d3rlpy_noise(noise):
             theirs = algo.impl.update(torch_batch(batch), step)
-        if step not in REPORT_STEPS and step != steps:
+        if step not in report and step != steps:
             continue
         # d3rlpy sums the members' losses into a float32 tensor (compute_ensemble_q_function_error,
         # td_sum), so its reported critic loss is float32-rounded; its gradient is not.
-        critic_loss_gap = abs(float(np.float32(ours["critic_loss"])) - theirs["critic_loss"])
-        actor_loss_gap = (
-            abs(float(ours["actor_loss"]) - theirs["actor_loss"])
-            if "actor_loss" in theirs
-            else float("nan")
+        yield (
+            step,
+            {
+                "critic": max_gap(state.critic.params, modules.q_funcs, True),
+                "actor": max_gap(state.actor.params, modules.policy, False),
+                "targ_critic": max_gap(state.critic.target_params, modules.targ_q_funcs, True),
+                "targ_actor": max_gap(state.actor.target_params, modules.targ_policy, False),
+                "critic_loss": abs(float(np.float32(ours["critic_loss"])) - theirs["critic_loss"]),
+                "actor_loss": (
+                    abs(float(ours["actor_loss"]) - theirs["actor_loss"])
+                    if "actor_loss" in theirs
+                    else float("nan")  # neither side moved the actor this step
+                ),
+                "d3rlpy_critic_loss": theirs["critic_loss"],
+            },
         )
-        print(
-            f"{step:4d}  {max_gap(state.critic.params, modules.q_funcs, True):.2e}   "
-            f"{max_gap(state.actor.params, modules.policy, False):.2e}   "
-            f"{max_gap(state.critic.target_params, modules.targ_q_funcs, True):.2e}    "
-            f"{max_gap(state.actor.target_params, modules.targ_policy, False):.2e}   "
-            f"{critic_loss_gap:.2e}    {actor_loss_gap:.2e}"
-            f"   (critic loss {theirs['critic_loss']:.4f})"
-        )
+
+
+def check(steps: int, seed: int) -> None:
+    """Print `gaps`."""
+    for step, gap in gaps(steps, seed):
+        if step == 0:
+            print(
+                f"before any update: max |Q gap| {gap['q']:.2e}, "
+                f"max |action gap| {gap['action']:.2e}"
+            )
+            print("actor steps: offrl at its step counter % 2 == 0 (steps 2, 4, ...); d3rlpy given")
+            print("grad_step = that step, so also 2, 4, ... (d3rlpy's own fit would use 1, 3, ...)")
+            print(
+                "max |offrl - d3rlpy| of the parameters and losses (critic loss rounded to float32)"
+            )
+            print("step  " + " ".join(f"{name:11s}" for name in GAP_COLUMNS))
+            continue
+        row = " ".join(f"{gap[name]:.2e}   " for name in GAP_COLUMNS)
+        print(f"{step:4d}  {row} (critic loss {gap['d3rlpy_critic_loss']:.4f})")
 
 
 def main() -> None:

@@ -137,3 +137,24 @@ def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
         key.implementation == "d3rlpy"
         and key != dataclasses.replace(resumed, implementation=store.OURS).key
     )
+
+
+@pytest.mark.slow
+def test_d3rlpys_td3bc_update_is_ours_step_for_step_in_float64():
+    pytest.importorskip("d3rlpy", reason="needs offrl[peers]")
+    # In a child process: the check turns on JAX's float64 for its whole process.
+    script = (
+        "import json, math\n"
+        "from benchmarks.peer_step_check import gaps\n"
+        "print(json.dumps({s: {k: v for k, v in g.items() if not math.isnan(v)}"
+        " for s, g in gaps(20, 0, report=(1, 2, 20))}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=600
+    )
+    steps = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(steps) == ["0", "1", "2", "20"]
+    for step, gap in steps.items():
+        loss_gap = gap.pop("critic_loss", 0.0)  # d3rlpy reports it rounded to float32
+        assert loss_gap <= 1e-6 * gap.pop("d3rlpy_critic_loss", 1.0), step
+        assert max(gap.values()) < 1e-12, (step, gap)
