@@ -2,11 +2,11 @@
 [--results leaderboard/repro]`.
 
 For every peer run folder with a checkpoint, d3rlpy's Q(s, a) at the data's actions (mean over
-both critics and `peer.VALUE_ROWS` fixed rows, and the largest row) at its last checkpoint, beside
-the `q_mean` our run of the same agent, task, seed, protocol and dataset recorded at the same step
-(the mean over its last training batches). A return near 1,000 steps of reward bounds a healthy
-Q by about r / (1 - discount); a critic far above it has diverged, which the scores alone show
-only once the policy follows it.
+both critics and `peer_learner.VALUE_ROWS` fixed rows, and the largest row) at its last
+checkpoint, beside the `q_mean` our run of the same agent, task, seed, protocol and dataset
+recorded at the same step (the mean over its last training batches). A return near 1,000 steps
+of reward bounds a healthy Q by about r / (1 - discount); a critic far above it has diverged,
+which the scores alone show only once the policy follows it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import peer, store
+from benchmarks import peer, peer_learner, store
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 
@@ -30,11 +30,11 @@ def last_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
 
 
 def peer_values(agent: str, task: str, transitions: Transitions, model: Path) -> np.ndarray:
-    """Q(s, a) of the checkpoint `model` at the `peer.value_rows` of the task's data."""
-    algo, transitions = peer.learner(agent, task, transitions)
+    """Q(s, a) of the checkpoint `model` at the `peer_learner.value_rows` of the task's data."""
+    algo, transitions = peer_learner.learner(agent, task, transitions)
     algo.create_impl((transitions.observations.shape[1],), int(transitions.actions.shape[1]))
     algo.load_model(str(model))
-    return algo.predict_value(*peer.value_rows(transitions))
+    return algo.predict_value(*peer_learner.value_rows(transitions))
 
 
 def our_q_mean(records: list[store.RunRecord], spec: dict, step: int) -> float | None:

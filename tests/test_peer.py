@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import peer, peer_values, store
+from benchmarks import peer, peer_learner, peer_values, store
 from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.train import Protocol
@@ -34,15 +34,15 @@ def table(observations, next_observations, dones) -> Transitions:
 def test_episodes_end_at_terminals_and_where_the_next_row_does_not_continue():
     # rows: 0->1->2 (terminal), 5->6 (cut: next row starts at 9), 9->10->11 (end of table)
     rows = table([0, 1, 2, 5, 9, 10], [1, 2, 3, 6, 10, 11], [0, 0, 1, 0, 0, 0])
-    assert peer.episode_bounds(rows) == [(0, 3, True), (3, 4, False), (4, 6, False)]
+    assert peer_learner.episode_bounds(rows) == [(0, 3, True), (3, 4, False), (4, 6, False)]
     # A terminal row ends its episode even when the next row happens to start from its next state.
     rows = table([0, 1, 2], [1, 2, 3], [0, 1, 0])
-    assert peer.episode_bounds(rows) == [(0, 2, True), (2, 3, False)]
+    assert peer_learner.episode_bounds(rows) == [(0, 2, True), (2, 3, False)]
 
 
 def test_episode_bounds_cover_every_row_of_a_real_dataset_once(hopper_dataset):
     transitions = load_task(TASK).transitions
-    bounds = peer.episode_bounds(transitions)
+    bounds = peer_learner.episode_bounds(transitions)
     assert [b[0] for b in bounds[1:]] == [b[1] for b in bounds[:-1]]
     assert bounds[0][0] == 0 and bounds[-1][1] == transitions.size
     for start, stop, terminated in bounds:
@@ -70,7 +70,7 @@ def test_the_peers_extra_resolves_beside_offrls_own_requirements():
 def test_d3rlpys_buffer_yields_exactly_our_rows(hopper_dataset):
     pytest.importorskip("d3rlpy", reason="needs offrl[peers]")
     transitions = load_task(TASK).transitions
-    buffer = peer.replay_buffer(transitions)
+    buffer = peer_learner.replay_buffer(transitions)
     picked = [
         buffer.transition_picker(episode, i)
         for episode in buffer.episodes
@@ -126,7 +126,7 @@ def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
     step, model = peer_values.last_checkpoint(run_dir)
     transitions = load_task(TASK).transitions
     values = peer_values.peer_values("td3bc", TASK, transitions, model)
-    assert step == 40 and len(values) == min(peer.VALUE_ROWS, len(transitions.rewards))
+    assert step == 40 and len(values) == min(peer_learner.VALUE_ROWS, len(transitions.rewards))
     assert float(values.mean()) == pytest.approx(q_means[-1], rel=1e-6)
     store.append(tmp_path / "killed" / "runs.jsonl", [resumed])
     (row,) = peer_values.value_table(tmp_path / "killed")
