@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import types
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 
@@ -33,33 +33,24 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agents import td3bc  # noqa: E402
+from benchmarks.peer_learner import import_d3rlpy, peer_config  # noqa: E402
 from offrl.agent import DatasetSpec  # noqa: E402
 from offrl.data.transitions import Transitions  # noqa: E402
 
-OBS_DIM, ACTION_DIM, BATCH = 11, 3, 256
+OBS_DIM, ACTION_DIM, BATCH = 11, 3, 256  # hopper's shapes
+TASK = "offrl/hopper/medium-v0"  # TD3+BC has one config for every task
 REPORT_STEPS = (1, 2, 10, 50, 200)
 LAYERS = ("TorchDense_0", "TorchDense_1", "TorchDense_2")
 TORCH_LAYERS = ("_encoder._layers.0", "_encoder._layers.2", "_fc")
 
 
-def d3rlpy_learner(config: td3bc.Config):
-    """d3rlpy's TD3PlusBC with offrl's hyper-parameters (as benchmarks/peer.py sets them), no
-    observation scaler (the batches are already normalised)."""
-    with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy's gym import prints a notice
-        import d3rlpy
-    algo = d3rlpy.algos.TD3PlusBCConfig(
-        batch_size=config.batch_size,
-        gamma=config.discount,
-        tau=config.tau,
-        actor_learning_rate=config.actor_lr,
-        critic_learning_rate=config.critic_lr,
-        target_smoothing_sigma=config.policy_noise,
-        target_smoothing_clip=config.noise_clip,
-        update_actor_interval=config.policy_freq,
-        alpha=config.alpha,
-    ).create(device=False)
+def d3rlpy_learner() -> tuple[td3bc.Config, Any]:
+    """offrl's TD3+BC config and d3rlpy's TD3PlusBC with the fields `offrl peer` gives it (one
+    config for every task), no observation scaler (the batches are already normalised)."""
+    config, fields = peer_config("td3bc", TASK)
+    algo = import_d3rlpy().algos.TD3PlusBCConfig(**fields).create(device=False)
     algo.create_impl((OBS_DIM,), ACTION_DIM)
-    return algo
+    return config, algo
 
 
 def to_float64(model):
@@ -178,10 +169,9 @@ GAP_COLUMNS = ("critic", "actor", "targ_critic", "targ_actor", "critic_loss", "a
 def gaps(steps: int, seed: int, report: Sequence[int] = REPORT_STEPS) -> Iterator[tuple[int, dict]]:
     """(step, largest |offrl - d3rlpy| per GAP_COLUMNS entry, and d3rlpy's critic loss) after each
     step in `report` and the last; step 0: the Q and action gaps before any update."""
-    config = td3bc.Config()
+    config, algo = d3rlpy_learner()
     state = td3bc.init(jax.random.PRNGKey(seed), DatasetSpec(OBS_DIM, ACTION_DIM), config)
     state = state.replace(actor=to_float64(state.actor), critic=to_float64(state.critic))
-    algo = d3rlpy_learner(config)
     modules = algo.impl._modules
     copy_into_d3rlpy(state, modules)
     for module in (modules.policy, modules.targ_policy, modules.q_funcs, modules.targ_q_funcs):
