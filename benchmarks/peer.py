@@ -294,6 +294,9 @@ class PeerArgs:
     """Peer agents, in order: td3bc (d3rlpy TD3PlusBC) and prdc (d3rlpy PRDC)."""
     tasks: tuple[str, ...] | None = None
     """Only these tasks of the profile (default: all of them)."""
+    seeds: tuple[int, ...] | None = None
+    """These seeds instead of the profile's (extra seeds: give them their own --results, or the
+    board's n counts them too)."""
     threads: int = 1
     """torch and scikit-learn CPU threads (1: small networks gain nothing from more; beside a busy
     bench, 2 made each update 12x slower)."""
@@ -304,7 +307,7 @@ class PeerArgs:
 def main(argv: list[str]) -> int:
     """`offrl peer`; errors are OffrlErrors, reported by the CLI."""
     args = tyro.cli(PeerArgs, args=argv, prog="offrl peer")
-    profile = select(profile_named(args.profile), None, args.tasks)
+    profile = select(profile_named(args.profile), None, args.tasks, args.seeds)
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     # d3rlpy's PRDC searches with scikit-learn's n_jobs=-1: joblib reads its core count here.

@@ -249,15 +249,16 @@ def bench(
     group: bool = True,
     agents: tuple[str, ...] | None = None,
     tasks: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> list[RunSpec]:
     """Run a profile (or its name) end to end: datasets, runs not stored yet, the store; only
-    `agents` (in that order) and `tasks` of it where given.
+    `agents` (in that order) and `tasks` of it, and `seeds` instead of its own, where given.
 
     Returns the runs it planned.
     """
     if isinstance(profile, str):
         profile = profile_named(profile)
-    profile = select(profile, agents, tasks)
+    profile = select(profile, agents, tasks, seeds)
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor must be local or ray, got '{executor}'")
     if workers < 1:
@@ -318,6 +319,9 @@ class BenchArgs:
     """Only these agents of the profile, trained in this order (default: all, cheapest first)."""
     tasks: tuple[str, ...] | None = None
     """Only these tasks of the profile (default: all of them)."""
+    seeds: tuple[int, ...] | None = None
+    """These seeds instead of the profile's (extra seeds: give them their own --results, or the
+    board's n counts them too)."""
 
 
 def main(argv: list[str]) -> int:
@@ -333,6 +337,7 @@ def main(argv: list[str]) -> int:
         group=args.group,
         agents=args.agents,
         tasks=args.tasks,
+        seeds=args.seeds,
     )
     print(
         f"{len(specs)} run(s) trained; results in {args.results / 'runs.jsonl'} "

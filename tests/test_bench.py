@@ -103,6 +103,15 @@ def test_a_cut_bench_plans_only_the_agents_asked_for(hopper_dataset, tmp_path):
         bench(two, tmp_path, agents=("ggdtd",))
 
 
+def test_extra_seeds_replace_the_profiles_and_bad_ones_are_refused(hopper_dataset, tmp_path):
+    checksums = {TASK: load_task(TASK).checksum}
+    planned = plan(select(TINY, None, None, (5, 3, 5)), checksums, tmp_path)
+    assert [(s.agent, s.seeds) for s in planned] == [("td3bc", (5, 3))]
+    for seeds in ((), (2, -1)):
+        with pytest.raises(ConfigError, match="give one or more seeds >= 0"):
+            select(TINY, None, None, seeds)
+
+
 @pytest.fixture(scope="module")
 def finished(hopper_dataset, tmp_path_factory):
     results = tmp_path_factory.mktemp("bench")

@@ -138,10 +138,14 @@ def profile_named(name: str) -> Profile:
 
 
 def select(
-    profile: Profile, agents: tuple[str, ...] | None, tasks: tuple[str, ...] | None
+    profile: Profile,
+    agents: tuple[str, ...] | None,
+    tasks: tuple[str, ...] | None,
+    seeds: tuple[int, ...] | None = None,
 ) -> Profile:
-    """The profile cut to some of its agents (trained in the order given) and tasks; None keeps
-    them all. Anything the profile does not hold is refused, so a typo cannot train nothing."""
+    """The profile cut to some of its agents (trained in the order given) and tasks, with other
+    seeds where given; None keeps them all. An agent or task the profile does not hold is
+    refused, so a typo cannot train nothing; seeds may lie outside the profile's (extra seeds)."""
     if agents is not None:
         unknown = [agent for agent in agents if agent not in profile.agents]
         if unknown or not agents:
@@ -160,4 +164,10 @@ def select(
                 f"{listed}; pick among those"
             )
         profile = dataclasses.replace(profile, tasks=tuple(dict.fromkeys(tasks)))
+    if seeds is not None:
+        if not seeds or min(seeds) < 0:
+            raise ConfigError(
+                f"--seeds {' '.join(map(str, seeds)) or '(none)'}: give one or more seeds >= 0"
+            )
+        profile = dataclasses.replace(profile, seeds=tuple(dict.fromkeys(seeds)))
     return profile
