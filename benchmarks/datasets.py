@@ -17,10 +17,11 @@ from offrl.progress import progress_shown
 
 def remake_reason(task: str) -> str | None:
     """Why the generated dataset on disk for `task` must be made again before a bench trains on
-    it: made from other policies than the shipped ones, or to another recipe than the standard
-    one (a `--steps` preview, another seed); None when it is the standard dataset."""
+    it: made from other policies than the shipped ones or by an older rollout, or to another
+    recipe than the standard one (a `--steps` preview, another seed); None when it is the
+    standard dataset."""
     if generate.made_from_other_policies(task):
-        return "was made from other policies than the shipped ones"
+        return "was made from other policies than the shipped ones, or by an older offrl"
     preview = generate.nonstandard(task)
     return None if preview is None else f"holds {preview}"
 

@@ -8,10 +8,9 @@ collector adds N(0, ACTION_NOISE²) to its deterministic action, as D4RL's did.
 from __future__ import annotations
 
 import gymnasium as gym
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from offrl.behavior import portable
 from offrl.behavior.manifest import Params
 from offrl.envs import ANTMAZE_ENV_IDS
 from offrl.envs.ant import STATE_DIM
@@ -23,13 +22,12 @@ ACTION_NOISE = 0.2  # std of the Gaussian added to the navigator's actions (D4RL
 FAMILY = "antmaze"
 
 
-def navigate(params: Params, apply_fn, observations: jax.Array, key: jax.Array) -> jax.Array:
+def navigate(actor: portable.Actor, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """The collector's actions for (ant state, waypoint) observations: the navigator's
-    deterministic action plus N(0, ACTION_NOISE²), clipped to the action bounds."""
+    deterministic action plus ACTION_NOISE * noise (noise ~ N(0, 1)), clipped to the bounds."""
     ant_state, waypoint = observations[..., :STATE_DIM], observations[..., STATE_DIM:]
-    mean, _ = apply_fn(params, policy_observation(ant_state, waypoint, jnp))
-    noise = ACTION_NOISE * jax.random.normal(key, mean.shape)
-    return jnp.clip(jnp.tanh(mean) + noise, -1.0, 1.0)
+    mean, _ = actor(policy_observation(ant_state, waypoint))
+    return np.clip(portable.libm_tanh(mean) + ACTION_NOISE * noise, -1.0, 1.0)
 
 
 def success_rate(
@@ -41,25 +39,23 @@ def success_rate(
 ) -> float:
     """The share of `episodes` evaluation episodes of `maze` (seeds seed, seed + 1, ...) in which
     the noisy navigator, steered to the evaluation goal by the planner, arrives."""
-    act = jax.jit(lambda obs, key: navigate(params, actor.apply, obs, key))
+    navigator = portable.Actor.of(actor, params)
     env = gym.make(ANTMAZE_ENV_IDS[maze])
     ant = env.unwrapped
     (goal_cell,) = cells_marked(ant.rows, GOAL)
     planner = Planner(ant.rows, [goal_cell], np.random.default_rng(seed))
-    key = jax.random.PRNGKey(seed)
-    arrived = 0
+    arrived, steps = 0, 0
     try:
         for episode in range(episodes):
             state, info = env.reset(seed=seed + episode)
             planner.set_goal(goal_cell, info["goal"])
             done, reward = False, 0.0
             while not done:
-                observation = np.concatenate([state, planner.steer(ant.xy)])
-                key, step_key = jax.random.split(key)
-                state, reward, terminated, truncated, _ = env.step(
-                    np.asarray(act(observation, step_key))
-                )
-                done = terminated or truncated
+                observation = np.concatenate([state, planner.steer(ant.xy)])[None]
+                noise = portable.standard_normal(seed, steps, env.action_space.shape)
+                action = navigate(navigator, observation, noise[None])[0]
+                state, reward, terminated, truncated, _ = env.step(action.astype(np.float32))
+                done, steps = terminated or truncated, steps + 1
             arrived += int(reward == 1.0)
     finally:
         env.close()

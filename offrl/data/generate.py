@@ -36,7 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from offrl.data import minari_io
-from offrl.data.recipe_checks import made_from_other_policies, nonstandard, stale_hint
+from offrl.data.recipe_checks import (
+    made_from_other_policies,
+    nonstandard,
+    stale_hint,
+    version_metadata,
+)
 from offrl.data.recipes import (
     LEVELS,
     STREAMS,
@@ -129,6 +134,7 @@ def make_dataset(
                 minari_io.CHECKSUM_KEY: digest,
                 "offrl_seed": seed,
                 "offrl_policies": recipe.policies(),
+                **version_metadata(recipe),
                 **recipe.statistics(episodes),
             },
             overwrite=overwrite,

@@ -6,20 +6,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from offrl.data.minari_read import read_minari_info
-from offrl.data.recipes import STANDARD_SEED, find_recipe
+from offrl.data.recipes import ROLLOUT_VERSION_KEY, STANDARD_SEED, Recipe, find_recipe
 from offrl.errors import DatasetError
+
+
+def version_metadata(recipe: Recipe) -> dict[str, int]:
+    """The rollout version a dataset records, where offrl.data.rollouts plays it."""
+    version = recipe.rollout_version
+    return {} if version is None else {ROLLOUT_VERSION_KEY: version}
 
 
 def made_from_other_policies(name: str, folder: Path | None = None) -> bool:
     """Whether cached dataset `name` was played by other behaviour policy files than the shipped
-    ones (the policies were shipped again since), or by unrecorded ones (an older offrl made it).
-    Without shipped policies to compare with, the dataset is taken as it is."""
+    ones (the policies were shipped again since), by unrecorded ones, or by an older rollout
+    (an older offrl made it). Without a recipe to compare with, the dataset is taken as it is."""
     try:
-        policies = find_recipe(name, folder).policies()
+        recipe = find_recipe(name, folder)
+        policies = recipe.policies()
     except DatasetError:
         return False
     metadata = read_minari_info(name).metadata
-    return bool(policies) and metadata.get("offrl_policies") != policies
+    other_policies = bool(policies) and metadata.get("offrl_policies") != policies
+    older_rollout = any(metadata.get(k) != v for k, v in version_metadata(recipe).items())
+    return other_policies or older_rollout
 
 
 def nonstandard(name: str, folder: Path | None = None) -> str | None:
@@ -39,6 +48,7 @@ def nonstandard(name: str, folder: Path | None = None) -> str | None:
 def stale_hint(name: str) -> str:
     return (
         f"Embedded dataset {name} was made from other behaviour policies than the shipped ones "
-        "(offrl/behavior/policies changed since, or an older offrl made it without recording "
-        f"them); make it again: `offrl data make {name} --overwrite`."
+        "(offrl/behavior/policies changed since), or an older offrl made it (without recording "
+        "them, or with actions that depended on the CPU); make it again: "
+        f"`offrl data make {name} --overwrite`."
     )

@@ -56,6 +56,13 @@ class Recipe:
     policies: Callable[[], list[str]] = list  # sha256 of each shipped policy file it plays
     statistics: Callable[[list[EpisodeBuffer]], dict[str, float]] = lambda episodes: {}
     """Figures about the made episodes that `offrl data info` shows (Minari metadata)."""
+    rollout_version: int | None = None  # ROLLOUT_VERSION where offrl.data.rollouts plays it
+
+
+ROLLOUT_VERSION_KEY = "offrl_rollout_version"
+ROLLOUT_VERSION = 2
+"""How offrl.data.rollouts computes the behaviour's actions: 2, float64 numpy, the same bytes on
+every CPU (offrl.behavior.portable); 1 (not recorded), XLA, whose bytes depended on the CPU."""
 
 
 def dataset_id(env: str, level: str) -> str:
@@ -71,8 +78,8 @@ def episodes_checksum(episodes: list[EpisodeBuffer]) -> str:
 def cached_episodes(
     name: str, seed: int, transitions: int, policies: list[str]
 ) -> list[EpisodeBuffer]:
-    """The episodes of dataset `name` if the cache holds it made from these policy files, seed
-    and size, with its checksum intact (the same bytes a rollout would give); else none."""
+    """The episodes of dataset `name` if the cache holds it made from these policy files, seed,
+    size and rollout, with its checksum intact (the same bytes a rollout would give); else none."""
     try:
         metadata = read_minari_info(name).metadata
     except DatasetError:
@@ -81,6 +88,7 @@ def cached_episodes(
         metadata.get("offrl_seed") == seed
         and metadata.get("total_steps") == transitions
         and metadata.get("offrl_policies") == policies
+        and metadata.get(ROLLOUT_VERSION_KEY) == ROLLOUT_VERSION
     )
     if not made_the_same:
         return []
@@ -172,6 +180,7 @@ def locomotion_recipes(folder: Path | None = None) -> dict[str, Recipe]:
                 episodes=locomotion_episodes(env, level, folder),
                 algorithm=f"offrl-generate/{level}",
                 policies=functools.partial(locomotion_policies, env, level, folder),
+                rollout_version=ROLLOUT_VERSION,
             )
     return recipes
 
@@ -242,6 +251,7 @@ def antmaze_recipes(folder: Path | None = None) -> dict[str, Recipe]:
             algorithm="offrl-generate/antmaze-navigator",
             policies=policies,
             statistics=functools.partial(antmaze_statistics, maze_name, folder),
+            rollout_version=ROLLOUT_VERSION,
         )
     return recipes
 

@@ -1,26 +1,24 @@
 """Rollouts of behaviour policies in `num_envs` envs stepped in lock-step, cut to an exact number
 of transitions and returned as Minari episodes.
 
-The envs are split over worker processes (offrl.envs.workers) and the policy is one jitted
-batched call per vector step; every env and every policy sample is seeded from (seed, stream),
-so a seed gives the same bytes whatever the number of workers.
+The envs are split over worker processes (offrl.envs.workers) and the policy is one batched
+float64 numpy call per block of envs (offrl.behavior.portable: the same bits on every CPU); every
+env and every action's noise is seeded from (seed, stream), so a seed gives the same bytes
+whatever the number of workers and the processor.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import gymnasium as gym
-import jax
-import jax.numpy as jnp
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector.episode_buffer import EpisodeBuffer
 
-from offrl.behavior import manifest, sac
+from offrl.behavior import manifest, portable
 from offrl.envs import make_env
 from offrl.envs.workers import BlockVectorEnv
 from offrl.nets import TanhGaussianActor
@@ -33,8 +31,8 @@ RANDOM_CHUNK = 64
 """Vector steps of uniform random actions sent to the env workers at once (offrl.envs.workers)."""
 
 Advance = Callable[[int], None]  # called with the transitions just collected
-Explore = Callable[[manifest.Params, Callable, jax.Array, jax.Array], jax.Array]
-"""(actor params, actor apply, observations, key) -> the behaviour's actions for the batch."""
+Explore = Callable[[portable.Actor, np.ndarray, np.ndarray], np.ndarray]
+"""(actor, observations, N(0, 1) noise per action dimension) -> the behaviour's actions."""
 
 
 @dataclass(frozen=True)
@@ -52,40 +50,19 @@ class Lockstep:
     steps: int  # vector steps
     num_envs: int
     last: int  # envs whose last vector step is kept
-    key: jax.Array  # the policy-sampling key, also that of the uniform actions
-    low: jax.Array  # action bounds, (num_envs, *action_shape)
-    high: jax.Array
+    noise_seed: int  # seeds each vector step's policy noise, or its uniform actions
+    low: np.ndarray  # float64 action bounds, (num_envs, *action_shape)
+    high: np.ndarray
     dtype: np.dtype  # the env's action dtype
     columns: dict[str, np.ndarray]  # per-env step columns (step, env, ...), filled as played
     advance: Advance
     explore: Explore  # how a policy acts: SAC's own sampling for locomotion
 
 
-@functools.partial(jax.jit, static_argnums=(1, 5))
-def sample_actions(
-    params: manifest.Params, apply_fn, observations, key: jax.Array, step, explore: Explore
-) -> jax.Array:
-    """The behaviour's actions for a batch at vector step `step`."""
-    return explore(params, apply_fn, observations, jax.random.fold_in(key, step))
-
-
-@functools.partial(jax.jit, static_argnames="steps")
-def uniform_actions(
-    key: jax.Array, first_step, low: jax.Array, high: jax.Array, steps: int
-) -> jax.Array:
-    """Uniform random actions for `steps` vector steps from `first_step` on, (steps, envs,
-    action_dim); step t's batch is drawn from fold_in(key, t), as if drawn one step at a time."""
-
-    def batch(step):
-        return jax.random.uniform(jax.random.fold_in(key, step), low.shape, minval=low, maxval=high)
-
-    return jax.vmap(batch)(first_step + jnp.arange(steps))
-
-
-def rollout_seeds(seed: int, stream: int, num_envs: int) -> tuple[list[int], jax.Array]:
-    """Per-env reset seeds and the policy-sampling key, all from (seed, stream)."""
+def rollout_seeds(seed: int, stream: int, num_envs: int) -> tuple[list[int], int]:
+    """Per-env reset seeds and the seed of the actions' noise, all from (seed, stream)."""
     states = np.random.SeedSequence([seed, stream]).generate_state(num_envs + 1)
-    return [int(s) for s in states[:num_envs]], jax.random.PRNGKey(int(states[-1]))
+    return [int(s) for s in states[:num_envs]], int(states[-1])
 
 
 def segment_ends(weights: Sequence[int], steps: int) -> np.ndarray:
@@ -166,9 +143,13 @@ def play_uniform(
     """Uniform random steps, many per round trip (they need no observation)."""
     while step < end:
         count = min(RANDOM_CHUNK, end - step)
-        chunk = uniform_actions(run.key, step, run.low, run.high, RANDOM_CHUNK)
-        actions = np.asarray(chunk)[:count]
-        stepped = envs.step_many(actions.astype(run.dtype, copy=False))
+        actions = np.stack(
+            [
+                portable.uniform(run.noise_seed, t, run.low, run.high)
+                for t in range(step, step + count)
+            ]
+        ).astype(run.dtype)
+        stepped = envs.step_many(actions)
         # Step t's observations are those the envs returned at step t - 1.
         seen = np.concatenate([observations[None], stepped[0][:-1]])
         record(run, slice(step, step + count), slice(None), seen, actions, stepped)
@@ -179,31 +160,25 @@ def play_uniform(
 
 
 def policy_actions(
-    run: Lockstep,
-    actor: TanhGaussianActor,
-    params: manifest.Params,
-    observations: np.ndarray,
-    at: int,
+    run: Lockstep, actor: portable.Actor, observations: np.ndarray, at: int, rows: slice
 ) -> np.ndarray:
-    """The policy's sampled actions of vector step `at`, one call on every env's observation."""
-    batch = np.asarray(observations, np.float32)  # jit takes numpy without an eager op
-    actions = sample_actions(params, actor.apply, batch, run.key, at, run.explore)
-    return np.asarray(actions).astype(run.dtype, copy=False)
+    """The policy's sampled actions of vector step `at` for envs `rows`."""
+    noise = portable.standard_normal(run.noise_seed, at, run.low.shape)[rows]
+    return run.explore(actor, observations[rows], noise).astype(run.dtype)
 
 
 def play_policy(
     run: Lockstep,
     envs: BlockVectorEnv,
-    actor: TanhGaussianActor,
-    params: manifest.Params,
+    actor: portable.Actor,
     observations: np.ndarray,
     step: int,
     end: int,
 ) -> np.ndarray:
     """Policy steps, each block sent its next actions as soon as it is back, while the others
-    step. A row's action depends only on its own observation (bitwise: rows never mix in the
-    MLP), so a block's rows are those one call on every env's next observation gives."""
-    sent = policy_actions(run, actor, params, observations, step)
+    step. A row's action depends only on its own observation and its step's noise (rows never
+    mix in the MLP), so a block's rows are those one call on every env's would give."""
+    sent = policy_actions(run, actor, observations, step, slice(None))
     for block, rows in enumerate(envs.slices):
         envs.submit(block, sent[None, rows])
     for now in range(step, end):
@@ -213,7 +188,7 @@ def play_policy(
             record(run, this_step, rows, observations[None, rows], sent[None, rows], stepped)
             observations[rows] = stepped[0][-1]
             if now + 1 < end:
-                upcoming[rows] = policy_actions(run, actor, params, observations, now + 1)[rows]
+                upcoming[rows] = policy_actions(run, actor, observations, now + 1, rows)
                 envs.submit(block, upcoming[None, rows])
         sent = upcoming
         run.advance(played(run, now, 1))
@@ -230,7 +205,7 @@ def rollout(
     num_envs: int = NUM_ENVS,
     workers: int = 1,
     advance: Advance = lambda n: None,
-    explore: Explore = sac.explore,
+    explore: Explore = portable.sac_sample,
 ) -> list[EpisodeBuffer]:
     """Exactly `transitions` steps of `num_envs` envs played in lock-step, as episodes.
 
@@ -245,7 +220,7 @@ def rollout(
     last = transitions - (steps - 1) * num_envs  # envs whose last vector step is kept
     lengths = [steps if env < last else steps - 1 for env in range(num_envs)]
     ends = segment_ends([s.weight for s in segments], steps)
-    env_seeds, key = rollout_seeds(seed, stream, num_envs)
+    env_seeds, noise_seed = rollout_seeds(seed, stream, num_envs)
     probe = make_env(env_spec)
     obs_space, space = probe.observation_space, probe.action_space
     probe.close()
@@ -253,9 +228,9 @@ def rollout(
         steps=steps,
         num_envs=num_envs,
         last=last,
-        key=key,
-        low=jnp.broadcast_to(jnp.asarray(space.low), (num_envs, *space.shape)),
-        high=jnp.broadcast_to(jnp.asarray(space.high), (num_envs, *space.shape)),
+        noise_seed=noise_seed,
+        low=np.broadcast_to(np.asarray(space.low, np.float64), (num_envs, *space.shape)),
+        high=np.broadcast_to(np.asarray(space.high, np.float64), (num_envs, *space.shape)),
         dtype=space.dtype,
         columns=step_columns(steps, num_envs, obs_space, space),
         advance=advance,
@@ -269,9 +244,8 @@ def rollout(
             if step < end and segment.params is None:
                 observations = play_uniform(run, envs, observations, step, end)
             elif step < end:
-                observations = play_policy(
-                    run, envs, actor, segment.params, observations, step, end
-                )
+                policy = portable.Actor.of(actor, segment.params)
+                observations = play_policy(run, envs, policy, observations, step, end)
             step = end
     finally:
         envs.close()
