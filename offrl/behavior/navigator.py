@@ -10,6 +10,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from offrl import libm
 from offrl.behavior import portable
 from offrl.behavior.manifest import Params
 from offrl.envs import ANTMAZE_ENV_IDS
@@ -27,7 +28,7 @@ def navigate(actor: portable.Actor, observations: np.ndarray, noise: np.ndarray)
     deterministic action plus ACTION_NOISE * noise (noise ~ N(0, 1)), clipped to the bounds."""
     ant_state, waypoint = observations[..., :STATE_DIM], observations[..., STATE_DIM:]
     mean, _ = actor(policy_observation(ant_state, waypoint))
-    return np.clip(portable.libm_tanh(mean) + ACTION_NOISE * noise, -1.0, 1.0)
+    return np.clip(libm.tanh(mean) + ACTION_NOISE * noise, -1.0, 1.0)
 
 
 def success_rate(

@@ -5,35 +5,21 @@ made on an Intel AVX-512 machine and on an AMD AVX2 one had different checksums,
 at AVX and not, and one flipped bit of one action sends a MuJoCo trajectory elsewhere. Here the
 actor runs in float64 numpy: a float32 weight times a float32 input is exact in float64, and each
 dot product is numpy's pairwise sum over a contiguous axis, a fixed order of correctly rounded
-adds whatever the vector unit. exp and tanh are the C library's (whose results MuJoCo depends on
-too), never numpy's vectorised ones, which differ by instruction set. The noise is numpy's PCG64,
-one generator per vector step.
+adds whatever the vector unit. exp and tanh are the C library's (offrl.libm). The noise is
+numpy's PCG64, one generator per vector step.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from offrl import libm
 from offrl.nets import TanhGaussianActor
 
 Layer = tuple[np.ndarray, np.ndarray]  # float64 (kernel transposed: (out, in), bias)
-
-_exp = np.frompyfunc(math.exp, 1, 1)
-_tanh = np.frompyfunc(math.tanh, 1, 1)
-
-
-def libm_exp(x: np.ndarray) -> np.ndarray:
-    """exp elementwise by the C library (numpy's own exp differs by instruction set)."""
-    return _exp(x).astype(np.float64)
-
-
-def libm_tanh(x: np.ndarray) -> np.ndarray:
-    """tanh elementwise by the C library (numpy's own tanh differs by instruction set)."""
-    return _tanh(x).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -74,7 +60,7 @@ def dense(x: np.ndarray, kernel_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
 def sac_sample(actor: Actor, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """SAC's stochastic action tanh(mean + std * noise), noise ~ N(0, 1) per action dimension."""
     mean, log_std = actor(observations)
-    return libm_tanh(mean + libm_exp(log_std) * noise)
+    return libm.tanh(mean + libm.exp(log_std) * noise)
 
 
 def step_generator(seed: int, step: int) -> np.random.Generator:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+
+from offrl import libm
 
 TIMESTEP = 0.02
 FRAME_SKIP = 5
@@ -224,8 +224,7 @@ def is_upright(quaternion: np.ndarray) -> np.ndarray:
     return w * w - x * x - y * y + z * z > 0.0
 
 
-def yaw(quaternion: Any, xp: ModuleType = np) -> Any:
-    """The heading: the angle of the body's x axis laid flat on the floor (`xp`: numpy or
-    jax.numpy)."""
+def yaw(quaternion: np.ndarray) -> np.ndarray:
+    """The heading: the angle of the body's x axis laid flat on the floor."""
     w, x, y, z = (quaternion[..., k] for k in range(4))
-    return xp.arctan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
+    return libm.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)

@@ -15,12 +15,12 @@ closed 69 units per 100-second episode by 70k.
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any
+import math
 
 import gymnasium as gym
 import numpy as np
 
+from offrl import libm
 from offrl.envs.ant import CONTROL_DT, STATE_DIM, AntEnv, yaw
 
 DIRECTION_LENGTH = 10.0  # D4RL's collector scales the direction to its waypoint to length 10
@@ -30,26 +30,25 @@ WAYPOINT_RADIUS = 0.5  # reached as AntMaze's goal is
 # at 0.1, full actions cost 0.8 a step, more than the ant's first gaits make in units/s.
 CONTROL_COST = 0.01
 POLICY_OBS_DIM = STATE_DIM  # 27 state dims without x, y, plus the 2-dim direction
-Array = Any  # a numpy or jax array
 
 
-def waypoint_direction(ant_state: Array, waypoint: Array, xp: ModuleType = np) -> Array:
+def waypoint_direction(ant_state: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
     """The direction from D4RL ant state(s) to waypoint(s), in the ant's heading frame, scaled to
-    DIRECTION_LENGTH (last axis); `xp` is numpy, or jax.numpy inside a compiled policy."""
+    DIRECTION_LENGTH (last axis); the same bits on every CPU (offrl.libm)."""
     offset = waypoint - ant_state[..., :2]
-    distance = xp.linalg.norm(offset, axis=-1, keepdims=True)
-    world = DIRECTION_LENGTH * offset / xp.maximum(distance, 1e-8)
-    heading = yaw(ant_state[..., 3:7], xp)
-    cos, sin = xp.cos(heading), xp.sin(heading)
+    distance = libm.hypot(offset[..., 0], offset[..., 1])[..., None]
+    world = DIRECTION_LENGTH * offset / np.maximum(distance, 1e-8)
+    heading = yaw(ant_state[..., 3:7])
+    cos, sin = libm.cos(heading), libm.sin(heading)
     ahead = cos * world[..., 0] + sin * world[..., 1]
     left = cos * world[..., 1] - sin * world[..., 0]
-    return xp.stack([ahead, left], axis=-1)
+    return np.stack([ahead, left], axis=-1)
 
 
-def policy_observation(ant_state: Array, waypoint: Array, xp: ModuleType = np) -> Array:
+def policy_observation(ant_state: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
     """The goal-reaching policy's input from D4RL's 29-dim ant state(s) and waypoint(s)."""
-    direction = waypoint_direction(ant_state, waypoint, xp)
-    return xp.concatenate([ant_state[..., 2:], direction], axis=-1)
+    direction = waypoint_direction(ant_state, waypoint)
+    return np.concatenate([ant_state[..., 2:], direction], axis=-1)
 
 
 class AntGoalEnv(AntEnv):
@@ -64,7 +63,7 @@ class AntGoalEnv(AntEnv):
     def _new_waypoint(self) -> None:
         angle = self.np_random.uniform(0.0, 2 * np.pi)
         distance = self.np_random.uniform(*WAYPOINT_DISTANCE)
-        self.waypoint = self.xy + distance * np.array([np.cos(angle), np.sin(angle)])
+        self.waypoint = self.xy + distance * np.array([math.cos(angle), math.sin(angle)])
 
     def _info(self, progress: float) -> dict:
         return {
@@ -81,9 +80,9 @@ class AntGoalEnv(AntEnv):
         return policy_observation(self.ant_state(), self.waypoint), self._info(0.0)
 
     def step(self, action: np.ndarray):
-        before = np.linalg.norm(self.waypoint - self.xy)
+        before = math.hypot(*(self.waypoint - self.xy))
         self.simulate(action)
-        after = np.linalg.norm(self.waypoint - self.xy)
+        after = math.hypot(*(self.waypoint - self.xy))
         progress = float(before - after)
         reward = progress / CONTROL_DT - CONTROL_COST * float(np.sum(np.square(action)))
         if after <= WAYPOINT_RADIUS:

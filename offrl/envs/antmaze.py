@@ -10,6 +10,8 @@ episode, so a return is 1 (success) or 0 and the normalised score is the success
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 
@@ -100,7 +102,7 @@ class AntMazeEnv(AntEnv):
 
     def step(self, action: np.ndarray):
         self.simulate(action)
-        success = bool(np.linalg.norm(self.xy - self.goal) <= GOAL_RADIUS)
+        success = bool(math.hypot(*(self.xy - self.goal)) <= GOAL_RADIUS)
         info = {"goal": self.goal.copy(), "success": success}
         return self.ant_state(), float(success), success, False, info
 
@@ -186,7 +188,7 @@ class Planner:
         here = xy_cell(self.rows, xy)
         distance = self.distances[self.goal_cell]
         if here not in distance:  # pressed into a wall's cell: plan from the nearest open cell
-            here = min(self.open, key=lambda c: np.linalg.norm(cell_xy(self.rows, c) - xy))
+            here = min(self.open, key=lambda c: math.hypot(*(cell_xy(self.rows, c) - xy)))
         target = next_cell(self.rows, distance, here)
         if target == self.goal_cell:
             self.waypoint_cell, self.waypoint = target, self.goal
@@ -241,8 +243,8 @@ class AntMazeCollectEnv(AntEnv):
 
     def step(self, action: np.ndarray):
         self.simulate(action)
-        reward = float(np.linalg.norm(self.xy - self.reward_point) <= GOAL_RADIUS)
-        if np.linalg.norm(self.xy - self.planner.goal) <= GOAL_RADIUS:
+        reward = float(math.hypot(*(self.xy - self.reward_point)) <= GOAL_RADIUS)
+        if math.hypot(*(self.xy - self.planner.goal)) <= GOAL_RADIUS:
             self.goals_reached += 1
             self._new_goal()
         info = {"goal": self.planner.goal.copy(), "goals_reached": self.goals_reached}
