@@ -20,7 +20,7 @@ def remake_reason(task: str) -> str | None:
     it: made from other policies than the shipped ones or by an older rollout, or to another
     recipe than the standard one (a `--steps` preview, another seed); None when it is the
     standard dataset."""
-    if generate.made_from_other_policies(task):
+    if generate.is_stale(task):
         return "was made from other policies than the shipped ones, or by an older offrl"
     preview = generate.nonstandard(task)
     return None if preview is None else f"holds {preview}"

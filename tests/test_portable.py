@@ -106,9 +106,9 @@ def test_a_dataset_made_by_an_older_rollout_is_stale(cache):
     metadata_file = cache / "offrl" / "hopper" / "random-v0" / "data" / "metadata.json"
     metadata = json.loads(metadata_file.read_text())
     assert metadata.pop(recipes.ROLLOUT_VERSION_KEY) == recipes.ROLLOUT_VERSION
-    assert not generate.made_from_other_policies(name)
+    assert not generate.is_stale(name)
     metadata_file.write_text(json.dumps(metadata))
-    assert generate.made_from_other_policies(name)
+    assert generate.is_stale(name)
     assert "by an older offrl" in remake_reason(name)
     with pytest.raises(DatasetError, match=f"`offrl data make {name} --overwrite`"):
         load_task(name)

@@ -1,12 +1,12 @@
 """Behaviour policies evaluated so that a seed makes the same dataset bytes on every x86-64 CPU.
 
-XLA's and BLAS's CPU kernels round differently by processor and instruction set: hopper-medium
-made on an Intel AVX-512 machine and on an AMD AVX2 one had different checksums, as had XLA capped
-at AVX and not, and one flipped bit of one action sends a MuJoCo trajectory elsewhere. Here the
-actor runs in float64 numpy: a float32 weight times a float32 input is exact in float64, and each
-dot product is numpy's pairwise sum over a contiguous axis, a fixed order of correctly rounded
-adds whatever the vector unit. exp and tanh are the C library's (offrl.libm). The noise is
-numpy's PCG64, one generator per vector step.
+XLA's and BLAS's CPU kernels round differently by processor and instruction set: the same code
+made hopper-medium with other checksums on the machine of 2026-12-04 and on an AMD AVX2 one, and
+with XLA capped at AVX and not; one flipped bit of one action sends a MuJoCo trajectory elsewhere.
+Here the actor runs in float64 numpy: a float32 weight times a float32 input is exact in float64,
+and each dot product is numpy's pairwise sum over a contiguous axis, a fixed order of correctly
+rounded adds whatever the vector unit. exp and tanh are the C library's (offrl.libm). The noise
+is numpy's PCG64, one generator per vector step.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def list_tasks(verify: bool = False) -> str:
         row = _cached_row(dataset_id, dataset_id, "generated", verify)
         if row[-1] == "not on disk":  # not made yet: its evaluation env is known already
             row = (*row[:2], recipe.env_spec.id, *row[3:])
-        elif row[3] != "unreadable" and generate.made_from_other_policies(dataset_id):
+        elif row[3] != "unreadable" and generate.is_stale(dataset_id):
             row = (*row[:6], "stale", row[7])
         elif row[3] != "unreadable" and generate.nonstandard(dataset_id):
             row = (*row[:3], f"{row[3]} (preview)", *row[4:])

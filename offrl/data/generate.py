@@ -37,7 +37,7 @@ import numpy as np
 
 from offrl.data import minari_io
 from offrl.data.recipe_checks import (
-    made_from_other_policies,
+    is_stale,
     nonstandard,
     stale_hint,
     version_metadata,
@@ -64,7 +64,7 @@ __all__ = [
     "dataset_id",
     "episodes_checksum",
     "find_recipe",
-    "made_from_other_policies",
+    "is_stale",
     "make_dataset",
     "nonstandard",
     "recipes",

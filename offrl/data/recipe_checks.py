@@ -16,10 +16,10 @@ def version_metadata(recipe: Recipe) -> dict[str, int]:
     return {} if version is None else {ROLLOUT_VERSION_KEY: version}
 
 
-def made_from_other_policies(name: str, folder: Path | None = None) -> bool:
-    """Whether cached dataset `name` was played by other behaviour policy files than the shipped
-    ones (the policies were shipped again since), by unrecorded ones, or by an older rollout
-    (an older offrl made it). Without a recipe to compare with, the dataset is taken as it is."""
+def is_stale(name: str, folder: Path | None = None) -> bool:
+    """Whether cached dataset `name` is stale: played by other behaviour policy files than the
+    shipped ones (the policies were shipped again since), by unrecorded ones, or by an older
+    rollout (an older offrl made it). Without a recipe to compare with, it is taken as it is."""
     try:
         recipe = find_recipe(name, folder)
         policies = recipe.policies()

@@ -330,7 +330,7 @@ def _load_generated(task: Task) -> tuple[dict[str, np.ndarray], Path]:
             f"~/.minari/datasets). Make it with `offrl data make {task.name}` (a few minutes, no "
             "network), or `offrl data make --all` for the whole suite."
         )
-    if generate.made_from_other_policies(task.name):
+    if generate.is_stale(task.name):
         raise DatasetError(generate.stale_hint(task.name))
     return _load_minari(task)
 
