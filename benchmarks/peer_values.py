@@ -37,6 +37,20 @@ def peer_values(agent: str, task: str, transitions: Transitions, model: Path) ->
     return algo.predict_value(*peer_learner.value_rows(transitions))
 
 
+def latest_values(
+    agent: str, task: str, transitions: Transitions, run_dir: Path
+) -> tuple[int, np.ndarray] | None:
+    """(step, Q values) at a peer run folder's latest checkpoint, or None without one. A running
+    peer deletes a checkpoint once it has written the next, so a vanished file means look again."""
+    while (found := last_checkpoint(run_dir)) is not None:
+        step, model = found
+        try:
+            return step, peer_values(agent, task, transitions, model)
+        except FileNotFoundError:
+            continue
+    return None
+
+
 def our_q_mean(records: list[store.RunRecord], spec: dict, step: int) -> float | None:
     """Our run's recorded q_mean at `step` for the peer run `spec` (run.json's), if stored."""
     wanted = (spec["agent"], spec["task"], spec["seed"], spec["dataset_checksum"])
@@ -59,13 +73,14 @@ def value_table(results: Path) -> list[str]:
     rows, data = [], {}
     for manifest in sorted((results / "peers" / peer.LIBRARY).glob("*/*/*/*/*/run.json")):
         spec = json.loads(manifest.read_text())["spec"]
-        found = last_checkpoint(manifest.parent)
-        if found is None:
-            continue
-        step, model = found
+        if last_checkpoint(manifest.parent) is None:
+            continue  # a peer run that has not reached its first evaluation
         if spec["task"] not in data:
             data[spec["task"]] = load_task(spec["task"]).transitions
-        values = peer_values(spec["agent"], spec["task"], data[spec["task"]], model)
+        found = latest_values(spec["agent"], spec["task"], data[spec["task"]], manifest.parent)
+        if found is None:
+            continue
+        step, values = found
         ours = our_q_mean(records, spec, step)
         rows.append(
             f"| {spec['agent']} | {spec['task']} | {spec['seed']} | {step:,} | "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,20 @@ def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
     assert step == 40 and len(values) == min(peer_learner.VALUE_ROWS, len(transitions.rewards))
     assert float(values.mean()) == pytest.approx(q_means[-1], rel=1e-6)
     store.append(tmp_path / "killed" / "runs.jsonl", [resumed])
+    load, loaded = peer_values.peer_values, []
+
+    def a_running_peer_moves_on_first(agent, task, transitions, model):
+        if not loaded:  # the next checkpoint is written and this one deleted before it is read
+            loaded.append(model.name)
+            shutil.copy(model, model.with_name("model-60.d3"))
+            model.unlink()
+        return load(agent, task, transitions, model)
+
+    monkeypatch.setattr(peer_values, "peer_values", a_running_peer_moves_on_first)
+    assert peer_values.latest_values("td3bc", TASK, transitions, run_dir)[0] == 60
+    assert loaded == ["model-40.d3"]
+    (run_dir / "model-60.d3").rename(model)
+    monkeypatch.setattr(peer_values, "peer_values", load)
     (row,) = peer_values.value_table(tmp_path / "killed")
     assert row.startswith(f"| td3bc | {TASK} | 3 | 40 | {values.mean():.1f} (")
     assert row.endswith("| — |")  # no run of ours in this store
