@@ -44,6 +44,7 @@ from benchmarks.peer_learner import (
     value_rows,
 )
 from offrl import __version__
+from offrl.chunk import RunClock
 from offrl.data.registry import load_task
 from offrl.envs import make_vector_env
 from offrl.errors import ConfigError, DatasetError
@@ -195,6 +196,7 @@ def train_peer(spec: PeerSpec, results: Path, progress: bool = True) -> store.Ru
         step, evaluations = resume_point(run_dir)
         if step:
             _restore_state(run_dir, algo, step)
+        clock = RunClock(evaluations[-1].get("wall_s") if evaluations else 0.0, began)
         envs = make_vector_env(loaded.task.env_spec, protocol.eval_episodes)
         bar = tqdm(
             total=protocol.steps, initial=step, disable=not progress, desc=spec.label, unit="upd"
@@ -227,6 +229,8 @@ def train_peer(spec: PeerSpec, results: Path, progress: bool = True) -> store.Ru
                         "q_mean": data_q_mean(algo, values_at),
                     }
                 )
+                if clock.carried is not None:
+                    evaluations[-1]["wall_s"] = clock.seconds()
                 _save_state(run_dir, algo, step)
                 state = {"step": step, "evaluations": evaluations}
                 atomic_write_text(run_dir / PROGRESS, json.dumps(state, indent=1))
@@ -273,7 +277,8 @@ def _record(
         curve_scores=scores,
         curve_returns=[float(e["return"]) for e in evaluations],
         **store.score_summary(steps, scores),
-        wall_s=float(wall_s),
+        wall_s=float(evaluations[-1].get("wall_s", wall_s)),
+        wall_whole_run="wall_s" in evaluations[-1],
         updates_per_s=float(steps[-1] / np.sum(chunks / rates)),
         run_seeds=[spec.seed],
         run_dir=str(run_dir),

@@ -34,11 +34,12 @@ from offrl.agent import canonical_config
 from offrl.errors import OffrlError
 from offrl.run_manifest import RunManifest, read_run_manifest
 
-SCHEMA = 3
+SCHEMA = 4
 # Schema 1 records predate behaviour versions: every agent was then at its first, 1.
 SCHEMA_1_BEHAVIOR_VERSION = 1
 # Schema 1 and 2 records predate peer implementations: offrl trained them all.
 OURS = "offrl"
+# Schema 1 to 3 records predate whole-run wall times: each holds its finishing invocation's.
 FINAL_WINDOW = 10  # TD3+BC's rule: the final score is the mean of the last 10 evaluations
 DEFAULT_STORE = Path("results/runs.jsonl")
 PROTOCOL_FIELDS = ("steps", "eval_every", "eval_episodes")
@@ -106,9 +107,12 @@ class RunRecord:
 
     Scores (`curve_scores`, `final`, `last`, `best`) are D4RL-normalised scores when
     `score_kind` is "normalized_score", raw episode returns when it is "return" (a task without
-    reference scores). `wall_s` is the wall time of the `offrl train` invocation that finished the
-    run, shared by all `run_seeds` trained together (vmapped) and, in a grouped bench, by the
-    runs of the other datasets trained in the same program; `updates_per_s` is gradient updates
+    reference scores). `wall_s` is the run's wall time summed over the invocations that trained
+    it (its records' last `wall_s`), shared by all `run_seeds` trained together (vmapped) and, in
+    a grouped bench, by the runs of the other datasets trained in the same program. Where
+    `wall_whole_run` is False (schema 1 to 3, or a run resumed from records of an offrl before
+    their `wall_s`) it is the wall time of the invocation that finished the run: a lower bound
+    when that invocation resumed it; `updates_per_s` is gradient updates
     per second per seed over the whole run, evaluation excluded. `behavior_version` is the
     agent's BEHAVIOR_VERSION when it trained (for a peer, its adapter's version).
     `implementation` is "offrl", or the peer library that trained the run on the same data.
@@ -140,6 +144,7 @@ class RunRecord:
     run_dir: str
     finished_at: str
     implementation: str = OURS
+    wall_whole_run: bool = True
     schema: int = SCHEMA
 
     @property
@@ -174,7 +179,9 @@ class RunRecord:
         if data.get("schema") == 1 and "behavior_version" not in data:
             data = {**data, "behavior_version": SCHEMA_1_BEHAVIOR_VERSION, "schema": 2}
         if data.get("schema") == 2 and "implementation" not in data:
-            data = {**data, "implementation": OURS, "schema": SCHEMA}
+            data = {**data, "implementation": OURS, "schema": 3}
+        if data.get("schema") == 3 and "wall_whole_run" not in data:
+            data = {**data, "wall_whole_run": False, "schema": SCHEMA}
         if data.get("schema") != SCHEMA:
             raise StoreError(
                 f"{where}: record schema {data.get('schema')!r}, this offrl reads 1 to {SCHEMA}"
@@ -331,8 +338,8 @@ def record_from_run_dir(
 ) -> RunRecord:
     """The store record of one seed of a finished `offrl train` run folder.
 
-    `wall_s` is the wall time the caller measured around `fit`; `finished_at` (ISO 8601)
-    defaults to now, in UTC.
+    `wall_s` is the wall time the caller measured around `fit`, used when the records lack the
+    run's own; `finished_at` (ISO 8601) defaults to now, in UTC.
     """
     run_dir = Path(run_dir)
     manifest = _read_manifest(run_dir)
@@ -362,7 +369,8 @@ def record_from_run_dir(
         curve_scores=scores,
         curve_returns=[float(r["return"]) for r in rows],
         **score_summary(steps, scores),
-        wall_s=float(wall_s),
+        wall_s=float(rows[-1].get("wall_s", wall_s)),
+        wall_whole_run="wall_s" in rows[-1],
         updates_per_s=_updates_per_s(rows),
         run_seeds=[int(s) for s in manifest.seeds],
         run_dir=str(run_dir),

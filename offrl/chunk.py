@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,7 @@ import numpy as np
 from offrl.checkpoint import Checkpointer
 from offrl.data.transitions import Transitions
 from offrl.fused import Carry, healthy, make_train_chunk
+from offrl.run_files import read_records
 from offrl.run_folder import save_chunk
 
 
@@ -55,18 +57,50 @@ class TrainedChunk:
     """(returns, normalised scores), (None, None) without an environment."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RunClock:
+    """A run's wall time over the invocations that trained it: the seconds `carried` by its
+    records at the step it resumed from, plus this invocation's since `began`
+    (`time.perf_counter()`). `carried` is None when those records predate the field: the run's
+    earlier time is unknown, so its records carry none."""
+
+    carried: float | None
+    began: float
+
+    def seconds(self) -> float | None:
+        return None if self.carried is None else self.carried + time.perf_counter() - self.began
+
+
+def resumed_clock(run_dir: Path | None, start: int, began: float) -> RunClock:
+    """The clock of a run resumed at `start` (0: a new run) in an invocation begun at `began`;
+    the work of an invocation killed after its last checkpoint is redone, so it is not counted."""
+    if start == 0 or run_dir is None:
+        return RunClock(0.0, began)
+    walls = [r.get("wall_s") for r in read_records(run_dir) if r["step"] == start]
+    carried = None if not walls or None in walls else max(walls)
+    return RunClock(carried, began)
+
+
 def finish_chunk(
     chunk: TrainedChunk,
     seeds: Sequence[int],
     base: dict,
     run_dir: Path | None,
     checkpointer: Checkpointer | None,
+    clock: RunClock,
 ) -> tuple[list[dict], str]:
     """Once a trained chunk's evaluation is done: its per-seed records, written with its
     checkpoint when there is a run folder, and the evaluation's text for the bar."""
     returns, scores = chunk.evaluation.result()
     records = chunk_records(
-        chunk.metrics, seeds, chunk.step, chunk.updates_per_s, returns, scores, base
+        chunk.metrics,
+        seeds,
+        chunk.step,
+        chunk.updates_per_s,
+        clock.seconds(),
+        returns,
+        scores,
+        base,
     )
     if run_dir is not None:
         save_chunk(
@@ -138,6 +172,7 @@ def chunk_records(
     seeds: Sequence[int],
     step: int,
     updates_per_s: float,
+    wall_s: float | None,
     returns: np.ndarray | None,
     scores: np.ndarray | None,
     base: dict,
@@ -151,6 +186,8 @@ def chunk_records(
             }
         record = {**base, "seed": int(seed), "step": step, "losses": losses}
         record["updates_per_s"] = updates_per_s
+        if wall_s is not None:
+            record["wall_s"] = wall_s
         if returns is not None:
             record["return"] = float(returns[i].mean())
             record["return_std"] = float(returns[i].std())

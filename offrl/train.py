@@ -38,6 +38,7 @@ from offrl.chunk import (
     bar_postfix,
     diverged_message,
     finish_chunk,
+    resumed_clock,
     run_scans,
     scan_lengths,
     what_is_kept,
@@ -212,6 +213,7 @@ def fit(
     starts); its envs step in `eval_workers` processes (`offrl.evaluate.evaluation_envs`). The
     numbers are the same either way.
     """
+    began = time.perf_counter()
     agent = checked_agent(agent)
     if config is None:
         config = official_config(agent, None if task is None else task.name)
@@ -240,6 +242,7 @@ def fit(
         checkpointer, start = None, 0
         if run_dir is not None:
             checkpointer, start, carry = open_run_folder(held, run_dir, manifest, carry)
+        clock = resumed_clock(run_dir, start, began)
         loggers = open_run_loggers(
             held, writer_type, wandb_package, wandb, manifest, log_every, run_dir
         )
@@ -281,7 +284,7 @@ def fit(
             loss scalars held back meanwhile, so loggers see steps in order (W&B drops a step
             older than one it has)."""
             nonlocal evaluation
-            new_records, evaluation = finish_chunk(chunk, seeds, base, run_dir, checkpointer)
+            new_records, evaluation = finish_chunk(chunk, seeds, base, run_dir, checkpointer, clock)
             records.extend(new_records)
             loggers.log([evaluation_scalars(record) for record in new_records], chunk.step)
             for scalars, step in held_back:

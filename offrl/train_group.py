@@ -26,10 +26,12 @@ from tqdm.auto import tqdm
 from offrl.agent import DatasetSpec, official_config
 from offrl.checkpoint import Checkpointer
 from offrl.chunk import (
+    RunClock,
     TrainedChunk,
     bar_postfix,
     diverged_message,
     finish_chunk,
+    resumed_clock,
     run_scans,
     scan_lengths,
     window_losses,
@@ -92,6 +94,8 @@ class MemberRun:
     policy: Callable | None = None
     """The seeds' batched policies on raw observations (this member's normaliser inside)."""
     records: list[dict] = dataclasses.field(default_factory=list)
+    clock: RunClock | None = None
+    """Its wall time across invocations (set when its folder is opened)."""
 
 
 def group_config(agent: ModuleType, members: Sequence[GroupMember]) -> Any:
@@ -194,7 +198,9 @@ def train_cohort(
         nonlocal evaluation
         for run, chunk in zip(cohort, trained, strict=True):
             base = run_base(run, protocol, config)
-            records, evaluation = finish_chunk(chunk, seeds, base, run.run_dir, run.checkpointer)
+            records, evaluation = finish_chunk(
+                chunk, seeds, base, run.run_dir, run.checkpointer, run.clock
+            )
             run.records.extend(records)
 
     with ChunkEvaluator(overlap_evaluation) as evaluator:
@@ -303,6 +309,7 @@ def fit_many(
     seeds = checked_seeds(seeds)
     check_log_every(log_every)
     check_eval_workers(eval_workers)
+    began = time.perf_counter()
     runs = [plan_member(agent, member, config, seeds, protocol) for member in members]
     spec = check_group(runs)
     with contextlib.ExitStack() as held:  # run folders' holds, checkpointers, envs
@@ -313,6 +320,7 @@ def fit_many(
                 run.checkpointer, run.start, run.carry = open_run_folder(
                     held, run.run_dir, run.manifest, initial
                 )
+            run.clock = resumed_clock(run.run_dir, run.start, began)
             run.policy = act_fn(agent, initial, run.normalizer)
             run.prepared = agent.prepare(run.data, config)
             if run.task is not None:

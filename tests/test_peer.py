@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,13 @@ def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
     monkeypatch.setattr(peer, "_evaluate", evaluate)
     run_dir = spec.run_dir(tmp_path / "killed")
     assert sorted(p.name for p in run_dir.glob("*-*")) == ["model-20.d3", "rng-20.pkl"]
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert progress["evaluations"][0]["wall_s"] > 0
+    progress["evaluations"][0]["wall_s"] = 1000.0  # as if the killed invocation had been slow
+    (run_dir / "progress.json").write_text(json.dumps(progress))
+    began = time.perf_counter()
     resumed = peer.train_peer(spec, tmp_path / "killed", progress=False)
+    took = time.perf_counter() - began
 
     assert resumed.curve_steps == whole.curve_steps == [20, 40]
     assert resumed.curve_scores == whole.curve_scores
@@ -136,6 +143,9 @@ def test_a_peer_run_killed_after_an_evaluation_resumes_to_the_same_scores(
     assert sorted(p.name for p in run_dir.glob("*-*")) == ["model-40.d3", "rng-40.pkl"]
     evaluations = json.loads((run_dir / "progress.json").read_text())["evaluations"]
     assert {"critic_loss", "actor_loss"} <= set(evaluations[-1]["losses"])
+    # The run's wall time goes on across the kill: the first invocation's part is counted.
+    assert evaluations[0]["wall_s"] == 1000.0 < resumed.wall_s <= 1000.0 + took
+    assert resumed.wall_s == evaluations[1]["wall_s"] and resumed.wall_whole_run
     whole_evaluations = json.loads((spec.run_dir(tmp_path / "whole") / "progress.json").read_text())
     q_means = [e["q_mean"] for e in evaluations]
     assert q_means == [e["q_mean"] for e in whole_evaluations["evaluations"]]

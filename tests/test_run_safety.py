@@ -116,7 +116,7 @@ def kill_at(out: Path, moment: tuple[str, str, int], log: Path) -> None:
 def records(run_dir: Path) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     for row in rows:
-        assert np.isfinite(row.pop("updates_per_s"))
+        assert np.isfinite(row.pop("updates_per_s")) and np.isfinite(row.pop("wall_s"))
     return rows
 
 

@@ -128,18 +128,20 @@ def test_records_round_trip_and_keys_drive_the_skip_logic(tmp_path):
 
 def test_records_of_older_schemas_read_as_offrl_runs_of_version_1(tmp_path):
     """Schema-1 lines (every agent then at its first version) read as version 1; schema 1 and 2
-    lines (no peers yet) as offrl's own runs."""
+    lines (no peers yet) as offrl's own runs; schema 1 to 3 lines (no whole-run wall times yet)
+    as holding their finishing invocation's wall time."""
     store = tmp_path / "runs.jsonl"
     current = json.loads(make_record().to_line())
-    schema_2 = {k: v for k, v in current.items() if k != "implementation"} | {"schema": 2}
+    schema_3 = {k: v for k, v in current.items() if k != "wall_whole_run"} | {"schema": 3}
+    schema_2 = {k: v for k, v in schema_3.items() if k != "implementation"} | {"schema": 2}
     schema_1 = {k: v for k, v in schema_2.items() if k != "behavior_version"} | {"schema": 1}
-    for old in (schema_1, schema_2):
+    for old in (schema_1, schema_2, schema_3):
         store.write_text(json.dumps(old) + "\n")
         (record,) = read_store(store)
-        assert record == make_record() and record.schema == 3
+        assert record == make_record(wall_whole_run=False) and record.schema == 4
         assert record.behavior_version == 1 and not record.is_peer
-    store.write_text(json.dumps({**current, "schema": 4}) + "\n")
-    with pytest.raises(StoreError, match="record schema 4, this offrl reads 1 to 3"):
+    store.write_text(json.dumps({**current, "schema": 5}) + "\n")
+    with pytest.raises(StoreError, match="record schema 5, this offrl reads 1 to 4"):
         read_store(store)
 
 
@@ -254,10 +256,29 @@ def test_record_from_a_real_run_folder(tiny_run):
     assert (record.last, record.best) == (mine[-1]["return"], max(record.curve_scores))
     expected_rate = 30 / sum(10 / e["updates_per_s"] for e in mine)
     assert record.updates_per_s == pytest.approx(expected_rate)
-    assert (record.wall_s, record.run_seeds, record.run_dir) == (3.0, [0, 1], str(run_dir))
+    # The run's own wall time (its last records'), not the caller's measurement.
+    assert 0 < mine[-1]["wall_s"] != 3.0 and record.wall_whole_run
+    assert (record.wall_s, record.run_seeds, record.run_dir) == (
+        mine[-1]["wall_s"],
+        [0, 1],
+        str(run_dir),
+    )
     both = records_from_run_dir(run_dir, wall_s=3.0)
     assert [r.seed for r in both] == [0, 1]
     assert dataclasses.replace(both[1], finished_at=record.finished_at) == record
+
+
+def test_records_without_the_runs_wall_time_take_the_callers(tiny_run, tmp_path):
+    """Records of an offrl before `wall_s` (or resumed from them): the finishing invocation's."""
+    run_dir, _, _ = tiny_run
+    older = tmp_path / "older"
+    shutil.copytree(run_dir, older)
+    rows = [json.loads(line) for line in (older / "records.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("wall_s")
+    (older / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    record = record_from_run_dir(older, seed=0, wall_s=3.0)
+    assert (record.wall_s, record.wall_whole_run) == (3.0, False)
 
 
 def test_unfinished_or_foreign_run_folders_are_refused(tiny_run, tmp_path):

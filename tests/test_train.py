@@ -121,8 +121,9 @@ def test_records_of_a_two_seed_run(loaded, two_seed_run):
         assert all(math.isfinite(v) for v in record["losses"].values()), record["losses"]
         assert record["losses"]["critic_loss"] > 0
         assert math.isfinite(record["updates_per_s"]) and record["updates_per_s"] > 0
-    # One compiled program for both seeds: one throughput per chunk, shared by its records.
+    # One compiled program for both seeds: one throughput and wall time per chunk.
     assert records[0]["updates_per_s"] == records[1]["updates_per_s"]
+    assert 0 < records[0]["wall_s"] == records[1]["wall_s"] < records[2]["wall_s"]
     # The seeds are different runs.
     assert records[0]["losses"] != records[1]["losses"]
     assert records[0]["episode_returns"] != records[1]["episode_returns"]
@@ -259,8 +260,11 @@ def cut_run(loaded, tmp_path_factory):
     return result, drawn.getvalue()
 
 
+TIMINGS = ("updates_per_s", "wall_s")
+
+
 def timeless(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "updates_per_s"} for r in records]
+    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
 
 
 def assert_same_numbers(result, reference) -> None:
@@ -422,16 +426,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(hopper_dataset, tmp_path
     expected_keys = [(step, seed) for step in range(100, 601, 100) for seed in (0, 1)]
     assert [(r["step"], r["seed"]) for r in resumed] == expected_keys
     assert [(r["step"], r["seed"]) for r in uninterrupted] == expected_keys
-    for r in (*resumed, *uninterrupted):
-        assert math.isfinite(r.pop("updates_per_s"))
-    assert resumed == uninterrupted  # returns, episode returns, losses: exactly equal
+    # The run's wall time goes on across the kill, from the checkpoint's records.
+    walls = [r["wall_s"] for r in resumed]
+    assert walls == sorted(walls) and walls[0] > 0
+    assert timeless(resumed) == timeless(uninterrupted)  # returns, losses: exactly equal
+    assert all(math.isfinite(r["updates_per_s"]) for r in (*resumed, *uninterrupted))
     # The loss records the killed process wrote past its checkpoint were cut on resuming.
     assert read_records(a, LOSSES_FILE) == read_records(b, LOSSES_FILE)
     # What the killed process wrote before its checkpoint is part of that identical history.
     for record in killed_records:
         if record["step"] <= killed_at:
-            record.pop("updates_per_s")
-            assert record in uninterrupted
+            assert timeless([record])[0] in timeless(uninterrupted)
+            assert record in resumed
     assert checkpoint_steps(a) == checkpoint_steps(b) == [500, 600]  # the last two are kept
     assert [p.name for p in (a / "checkpoints").iterdir() if not p.name.isdigit()] == []
 
@@ -447,11 +453,42 @@ def test_crash_between_records_and_checkpoint_is_replayed(loaded, two_seed_run, 
     result = fit_reference(loaded, run_dir)
     assert [(r["step"], r["seed"]) for r in result.records] == [(200, 0), (200, 1)]
     replayed, original = read_records(run_dir), read_records(two_seed_run.run_dir)
-    for r in (*replayed, *original):
-        r.pop("updates_per_s")
-    assert replayed == original
+    assert timeless(replayed) == timeless(original)
     assert read_records(run_dir, LOSSES_FILE) == read_records(two_seed_run.run_dir, LOSSES_FILE)
     assert checkpoint_steps(run_dir) == [100, 200]
+
+
+def records_at_checkpoint_100(finished: Path, run_dir: Path, wall_s: float | None) -> None:
+    """`finished` copied to `run_dir` as a kill after step 100's checkpoint leaves it, its step-100
+    records holding `wall_s` (None: records of an offrl before the field)."""
+    shutil.copytree(finished, run_dir)
+    shutil.rmtree(run_dir / "checkpoints" / "200")
+    kept = [r for r in read_records(finished) if r["step"] == 100]
+    for record in kept:
+        record.pop("wall_s")
+        if wall_s is not None:
+            record["wall_s"] = wall_s
+    (run_dir / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def test_a_resumed_run_counts_the_wall_time_of_its_earlier_invocations(
+    loaded, two_seed_run, tmp_path
+):
+    carried = tmp_path / "carried"
+    records_at_checkpoint_100(two_seed_run.run_dir, carried, wall_s=1000.0)
+    began = time.perf_counter()
+    fit_reference(loaded, carried)
+    took = time.perf_counter() - began
+    walls = {(r["step"], r["seed"]): r["wall_s"] for r in read_records(carried)}
+    assert walls[100, 0] == walls[100, 1] == 1000.0
+    assert 1000.0 < walls[200, 0] == walls[200, 1] <= 1000.0 + took
+
+    # Resumed from records without the field: the run's earlier time is unknown, so no record
+    # claims a total.
+    unknown = tmp_path / "unknown"
+    records_at_checkpoint_100(two_seed_run.run_dir, unknown, wall_s=None)
+    fit_reference(loaded, unknown)
+    assert all("wall_s" not in r for r in read_records(unknown))
 
 
 # --- 4. divergence --------------------------------------------------------------------------

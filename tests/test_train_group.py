@@ -52,10 +52,10 @@ def assert_same_records(ours: list[dict], theirs: list[dict]) -> None:
     assert [(r["seed"], r["step"]) for r in ours] == [(r["seed"], r["step"]) for r in theirs]
     for a, b in zip(ours, theirs, strict=True):
         assert set(a) == set(b)
-        assert {k: v for k, v in a.items() if k not in ("losses", "updates_per_s")} == {
+        assert {k: v for k, v in a.items() if k not in ("losses", "updates_per_s", "wall_s")} == {
             k: pytest.approx(v, rel=1e-5, abs=1e-6) if isinstance(v, float) else v
             for k, v in b.items()
-            if k not in ("losses", "updates_per_s")
+            if k not in ("losses", "updates_per_s", "wall_s")
         }
         assert a["losses"] == pytest.approx(b["losses"], rel=1e-5, abs=1e-6, nan_ok=True)
 

@@ -4,7 +4,7 @@ speed; each followed by the protocol it was run under."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from benchmarks.leaderboard.formatting import interval_text, num, seed_list, sig
 from benchmarks.leaderboard.render import Block, Table, Text
 from benchmarks.leaderboard.reported import Reported, d4rl_counterpart
 from benchmarks.leaderboard.selection import REFERENCE_AGENT, Board
-from benchmarks.store import FINAL_WINDOW
+from benchmarks.store import FINAL_WINDOW, RunRecord
 
 
 def bootstrap_seed(seed: int, *names: str) -> list[int]:
@@ -202,6 +202,12 @@ def _improvement_cell(
     return f"{interval_text(interval, 2)} ({shared} task{'s' if shared > 1 else ''})"
 
 
+def wall_cell(runs: Sequence[RunRecord]) -> str:
+    """Median wall time per run in minutes; "≥" when some runs hold only a lower bound."""
+    median = num(float(np.median([r.wall_s for r in runs])) / 60.0)
+    return median if all(r.wall_whole_run for r in runs) else f"≥ {median}"
+
+
 def throughput_table(board: Board) -> list[Block]:
     """Speed per agent, then per peer: updates per second per seed and wall time per run
     (medians)."""
@@ -219,15 +225,18 @@ def throughput_table(board: Board) -> list[Block]:
             label,
             str(len(runs)),
             num(float(np.median([r.updates_per_s for r in runs])), 0),
-            num(float(np.median([r.wall_s for r in runs])) / 60.0),
+            wall_cell(runs),
         )
         for label, runs in groups
     ]
     header = ("Agent", "Runs", "Updates/s per seed (median)", "Wall time per run, min (median)")
     note = (
         "Updates/s: gradient updates per second of one seed over the whole run, evaluation "
-        "excluded (seeds trained together run in parallel). Wall time: the training command, "
-        "all its seeds, evaluation included. "
+        "excluded (seeds trained together run in parallel). Wall time: the run's training, all "
+        "its seeds, evaluation included, summed over the invocations that trained it (a run "
+        "resumed after a stop counts the time before it). ≥: some runs hold only the wall time "
+        "of the invocation that finished them (trained by an offrl before that sum, or resumed "
+        "from its records), too low where it resumed them, so the median is a lower bound. "
     )
     if board.peers:
         note += (
