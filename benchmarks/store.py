@@ -39,7 +39,6 @@ SCHEMA = 4
 SCHEMA_1_BEHAVIOR_VERSION = 1
 # Schema 1 and 2 records predate peer implementations: offrl trained them all.
 OURS = "offrl"
-# Schema 1 to 3 records predate whole-run wall times: each holds its finishing invocation's.
 FINAL_WINDOW = 10  # TD3+BC's rule: the final score is the mean of the last 10 evaluations
 DEFAULT_STORE = Path("results/runs.jsonl")
 PROTOCOL_FIELDS = ("steps", "eval_every", "eval_episodes")
@@ -180,6 +179,7 @@ class RunRecord:
             data = {**data, "behavior_version": SCHEMA_1_BEHAVIOR_VERSION, "schema": 2}
         if data.get("schema") == 2 and "implementation" not in data:
             data = {**data, "implementation": OURS, "schema": 3}
+        # Schema 1 to 3 records predate whole-run wall times: each holds its finishing invocation's.
         if data.get("schema") == 3 and "wall_whole_run" not in data:
             data = {**data, "wall_whole_run": False, "schema": SCHEMA}
         if data.get("schema") != SCHEMA:
