@@ -229,6 +229,10 @@ def train_cohort(
                         {"seed": seed, "step": step, "losses": seed_losses}
                         for seed, seed_losses in zip(seeds, window_losses(run_metrics), strict=True)
                     ]
+                # An evaluation done early in this chunk is written at once (its checkpoint too).
+                if pending and all(chunk.evaluation.done() for chunk in pending):
+                    finish(pending)
+                    pending = []
                 losses = window_losses(views[0][1])
                 bar.set_postfix_str(bar_postfix(losses, evaluation), refresh=False)
                 bar.update(scanned.length * len(cohort))

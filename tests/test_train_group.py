@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from agents import A2PR, GGDTD, PRDC, TD3BC
+from offrl import train, train_group
+from offrl.checkpoint import saved_steps
 from offrl.data.registry import load_task
 from offrl.data.transitions import FIELDS, Transitions
 from offrl.errors import ConfigError
@@ -137,6 +139,35 @@ def test_a_group_folder_resumes_under_fit_and_a_lagging_folder_trains_apart(
     )
     assert finished.records == []
     assert_same_numbers(finished.carry, grouped[2].carry)
+
+
+@pytest.mark.parametrize("grouped_run", [False, True], ids=["fit", "fit_many"])
+def test_a_chunk_is_checkpointed_once_its_evaluation_is_done_not_a_chunk_later(
+    loaded, datasets, tmp_path, monkeypatch, grouped_run
+):
+    """Evaluated in turn (so done at once), chunk 1's checkpoint is on disk after the first scan
+    of chunk 2, not only when chunk 2 ends: a kill loses at most the chunk in training."""
+    module = train_group if grouped_run else train
+    run_scans = module.run_scans
+    seen = []
+
+    def watching(*args):
+        for scanned in run_scans(*args):
+            yield scanned  # resumed once the loop has handled this scan
+            seen.append(saved_steps(tmp_path / "run0"))
+
+    monkeypatch.setattr(module, "run_scans", watching)
+    protocol = {**PROTOCOL, "progress": False, "overlap_evaluation": False, "log_every": 50}
+    config = TD3BC.Config(**SMALL)
+    members = [
+        GroupMember(data, loaded.task, tmp_path / f"run{i}") for i, data in enumerate(datasets)
+    ]
+    if grouped_run:
+        fit_many(TD3BC, members, config, **protocol)
+    else:
+        fit(TD3BC, datasets[0], config, task=loaded.task, out_dir=tmp_path / "run0", **protocol)
+    assert seen == [[], [], [100], [100]]  # after the scans ending at steps 50, 100, 150, 200
+    assert saved_steps(tmp_path / "run0") == [100, 200]
 
 
 @pytest.mark.parametrize(
