@@ -146,7 +146,8 @@ def test_a_chunk_is_checkpointed_once_its_evaluation_is_done_not_a_chunk_later(
     loaded, datasets, tmp_path, monkeypatch, grouped_run
 ):
     """Evaluated in turn (so done at once), chunk 1's checkpoint is on disk after the first scan
-    of chunk 2, not only when chunk 2 ends: a kill loses at most the chunk in training."""
+    of chunk 2, not only when chunk 2 ends: once an evaluation is done, a kill loses at most the
+    chunk in training."""
     module = train_group if grouped_run else train
     run_scans = module.run_scans
     seen = []
