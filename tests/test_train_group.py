@@ -160,10 +160,10 @@ def test_a_chunk_is_checkpointed_once_its_evaluation_is_done_not_a_chunk_later(
     monkeypatch.setattr(module, "run_scans", watching)
     protocol = {**PROTOCOL, "progress": False, "overlap_evaluation": False, "log_every": 50}
     config = TD3BC.Config(**SMALL)
-    members = [
-        GroupMember(data, loaded.task, tmp_path / f"run{i}") for i, data in enumerate(datasets)
-    ]
     if grouped_run:
+        members = [
+            GroupMember(d, loaded.task, tmp_path / f"run{i}") for i, d in enumerate(datasets)
+        ]
         fit_many(TD3BC, members, config, **protocol)
     else:
         fit(TD3BC, datasets[0], config, task=loaded.task, out_dir=tmp_path / "run0", **protocol)
