@@ -93,11 +93,12 @@ PROFILES = {
         note=(
             "LONG HORIZON on the generated datasets: 100,000 gradient steps (a tenth of the "
             "papers'), evaluated every 5,000 (10 episodes), 3 seeds, final = mean of the last 10 "
-            "evaluations. About 40 hours on a 2-core CPU beside other work (per task, 3 seeds: "
-            "TD3+BC 9-17 min and PRDC 1-1.7 h on hopper as stored; PRDC on halfcheetah about "
-            "10 h by its rate of 2.4 upd/s idle, as the official alpha 40 keeps the policy far "
-            "from the data and most actor steps search 1M rows exactly; GGD-TD about 30 min and "
-            "A2PR about 1 h per seed by their rates here); evaluation runs beside training"
+            "evaluations. About 70 hours on a 2-core CPU beside another job, by the stored "
+            "runs and a projection of the rest (docs/benchmark.md): TD3+BC 3.3 h (3 seeds "
+            "vmapped per task), GGD-TD 15 h (2.5-2.7 h per hopper pair seed, 1.2 h per other run), "
+            "A2PR about 30 h (its idle rate is 0.46x GGD-TD's), PRDC about 20 h (halfcheetah "
+            "about 15 h: the official alpha 40 keeps the policy far from the data, so most actor "
+            "steps search 1M rows exactly); evaluation runs beside training"
         ),
     ),
     "antmaze": Profile(
