@@ -68,12 +68,12 @@ def _drop_closed_loop_callbacks(unraisable) -> None:
 
 
 class FailedWriteEchoes(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" for an orbax write task, logged
-    whenever the task is collected, maybe long after `save` raised its failure; every other
-    record passes."""
+    """Drops asyncio's "Task exception was never retrieved" (or "_GatheringFuture ...", for the
+    `asyncio.gather` of orbax's writes) for an orbax write, logged whenever the task or future is
+    collected, maybe long after `save` raised its failure; every other record passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("Task exception was never retrieved"):
+        if not str(record.msg).partition("\n")[0].endswith(" exception was never retrieved"):
             return True
         trace = record.exc_info[2] if record.exc_info else None
         return not any("orbax" in frame.filename for frame in traceback.extract_tb(trace))

@@ -452,27 +452,34 @@ async def write():
 """
 
 
-def unretrieved_failure(filename: str) -> None:
-    """A task of a coroutine defined in `filename` fails and is collected unretrieved: asyncio
-    then logs "Task exception was never retrieved", as for orbax's writes on a full disk."""
+def unretrieved_failure(filename: str, holder: str) -> None:
+    """A coroutine defined in `filename` fails in a Task, or in an `asyncio.gather` of it, that is
+    collected unretrieved: asyncio then logs "<holder> exception was never retrieved", as for
+    orbax's writes on a full disk."""
     namespace: dict = {}
     exec(compile(FAILING_WRITE, filename, "exec"), namespace)
     loop = asyncio.new_event_loop()
-    task = loop.create_task(namespace["write"]())
+    asyncio.set_event_loop(loop)  # gather takes the current loop
+    if holder == "Task":
+        failed = loop.create_task(namespace["write"]())
+    else:
+        failed = asyncio.gather(namespace["write"]())
     loop.run_until_complete(asyncio.sleep(0.01))
+    asyncio.set_event_loop(None)
     loop.close()
-    del task
+    del failed
     gc.collect()
 
 
-def test_after_a_failed_save_only_orbax_writes_unretrieved_failures_go_unreported(caplog):
+@pytest.mark.parametrize("holder", ["Task", "_GatheringFuture"])
+def test_after_a_failed_save_only_orbax_writes_unretrieved_failures_go_unreported(caplog, holder):
     hide_failed_write_echoes()
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        unretrieved_failure("/site-packages/orbax/checkpoint/_src/serialization/write.py")
+        unretrieved_failure("/site-packages/orbax/checkpoint/_src/serialization/write.py", holder)
         assert not caplog.records
-        unretrieved_failure("/elsewhere/mine.py")
+        unretrieved_failure("/elsewhere/mine.py", holder)
     assert [r.getMessage().splitlines()[0] for r in caplog.records] == [
-        "Task exception was never retrieved"
+        f"{holder} exception was never retrieved"
     ]
 
 
