@@ -96,7 +96,7 @@ PROFILES = {
             "evaluations. About 52 hours on a 2-core CPU beside another job, by the stored "
             "runs and a projection of the rest (docs/benchmark.md): TD3+BC 3.3 h (3 seeds "
             "vmapped per task), GGD-TD 15 h (2.5-2.7 h per hopper pair seed, 1.0-1.6 h per other "
-            "run), A2PR about 15 h (1.2 h for its first run, one seed), PRDC about 19 h "
+            "run), A2PR about 14 h (0.9-1.7 h per run, one seed), PRDC about 19 h "
             "(halfcheetah about 15 h: the official alpha 40 keeps the policy far from the data, so "
             "most actor steps search 1M rows exactly); evaluation runs beside training"
         ),
