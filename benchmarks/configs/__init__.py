@@ -93,12 +93,13 @@ PROFILES = {
         note=(
             "LONG HORIZON on the generated datasets: 100,000 gradient steps (a tenth of the "
             "papers'), evaluated every 5,000 (10 episodes), 3 seeds, final = mean of the last 10 "
-            "evaluations. About 52 hours on a 2-core CPU beside another job, by the stored "
+            "evaluations. About 38 hours on a 2-core CPU beside another job, by the stored "
             "runs and a projection of the rest (docs/benchmark.md): TD3+BC 3.3 h (3 seeds "
             "vmapped per task), GGD-TD 15 h (2.5-2.7 h per hopper pair seed, 1.0-1.6 h per other "
-            "run), A2PR about 14 h (0.9-1.7 h per run, one seed), PRDC about 19 h "
-            "(halfcheetah about 15 h: the official alpha 40 keeps the policy far from the data, so "
-            "most actor steps search 1M rows exactly); evaluation runs beside training"
+            "run), A2PR about 14 h (0.9-1.7 h per run, one seed), PRDC about 6 h "
+            "(0.9-1.9 h per task, 3 seeds vmapped; halfcheetah 41 min for seed 0 alone: its "
+            "candidate lists certify 65-76% of the queries after the first 10,000 steps); "
+            "evaluation runs beside training"
         ),
     ),
     "antmaze": Profile(
