@@ -58,13 +58,19 @@ def saved_steps(run_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _drop_closed_loop_callbacks(unraisable) -> None:
+class ClosedLoopCallbacksDropped:
     """When a save fails, TensorStore's writes still in flight call back into the event loop
     orbax is closing, and each raises "Event loop is closed" as an unraisable error: dozens of
-    tracebacks around the one message that matters. Drop those, and only those."""
-    error = unraisable.exc_value
-    if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
-        sys.__unraisablehook__(unraisable)
+    tracebacks around the one message that matters. Drops those, and only those; every other
+    unraisable error goes on to the hook that was in place (Python's, or a host's such as pytest's)."""
+
+    def __init__(self, previous: Callable[[Any], object]):
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            self.previous(unraisable)
 
 
 class FailedWriteEchoes(logging.Filter):
@@ -128,8 +134,8 @@ class Checkpointer:
         absl = logging.getLogger("absl")
         level = absl.level
         absl.setLevel(logging.CRITICAL)  # the error is raised here; its echoes would be noise
-        if sys.unraisablehook is sys.__unraisablehook__:
-            sys.unraisablehook = _drop_closed_loop_callbacks
+        if not isinstance(sys.unraisablehook, ClosedLoopCallbacksDropped):
+            sys.unraisablehook = ClosedLoopCallbacksDropped(sys.unraisablehook)
         try:
             self._manager.save(step, args=args, force=True)
             self._manager.wait_until_finished()
