@@ -62,7 +62,7 @@ class ClosedLoopCallbacksDropped:
     """When a save fails, TensorStore's writes still in flight call back into the event loop
     orbax is closing, and each raises "Event loop is closed" as an unraisable error: dozens of
     tracebacks around the one message that matters. Drops those, and only those; every other
-    unraisable error goes on to the hook that was in place (Python's, or a host's such as pytest's)."""
+    unraisable error goes on to the hook that was in place (Python's, or a host's: pytest's)."""
 
     def __init__(self, previous: Callable[[Any], object]):
         self.previous = previous

@@ -483,7 +483,7 @@ def test_after_a_failed_save_only_orbax_writes_unretrieved_failures_go_unreporte
     ]
 
 
-# In-process callers (pytest's own unraisable hook here) get none of the failed writes' echoes either.
+# In-process callers (here under pytest's unraisable hook) get none of the failed writes' echoes.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_full_filesystem_stops_training_cleanly(uninterrupted, small_disk, capsys):
     run_dir = small_disk / "run"
