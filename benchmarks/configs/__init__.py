@@ -96,9 +96,9 @@ PROFILES = {
             "evaluations. About 38 hours on a 2-core CPU beside another job, by the stored "
             "runs and a projection of the rest (docs/benchmark.md): TD3+BC 3.3 h (3 seeds "
             "vmapped per task), GGD-TD 15 h (2.5-2.7 h per hopper pair seed, 1.0-1.6 h per other "
-            "run), A2PR about 14 h (0.9-1.7 h per run, one seed), PRDC about 6 h "
-            "(0.9-1.9 h per task, 3 seeds vmapped; halfcheetah 41 min for seed 0 alone: its "
-            "candidate lists certify 61-76% of the queries after the first 10,000 steps); "
+            "run), A2PR about 14 h (0.9-1.7 h per run, one seed), PRDC 5.8 h "
+            "(0.9-1.9 h per task, 3 seeds vmapped; halfcheetah 30-41 min per seed alone: its "
+            "candidate lists certify 54-86% of the queries after the first 10,000 steps); "
             "evaluation runs beside training"
         ),
     ),
