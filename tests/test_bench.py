@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HOPPER_DATASET_ID
 
 from benchmarks import store
 from benchmarks.configs import PROFILES, Profile, config_for, select
@@ -20,7 +21,6 @@ from offrl.data.registry import load_task
 from offrl.envs.families import env_family
 from offrl.errors import ConfigError, DatasetError
 from offrl.train import Protocol, fit
-from tests.conftest import HOPPER_DATASET_ID
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
 TINY = Profile(

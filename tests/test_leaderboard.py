@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HOPPER_DATASET_ID
 
 from agents import AGENTS
 from benchmarks import stats
@@ -33,7 +34,6 @@ from benchmarks.store import (
 from offrl.agent import behavior_version
 from offrl.data.registry import load_task
 from offrl.data.transitions import episode_returns
-from tests.conftest import HOPPER_DATASET_ID
 
 FULL = {"steps": 1_000_000, "eval_every": 5_000, "eval_episodes": 10}
 SMOKE = {"steps": 2_000, "eval_every": 1_000, "eval_episodes": 2}

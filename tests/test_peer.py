@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HOPPER_DATASET_ID
 
 from benchmarks import peer, peer_learner, peer_values, store
 from benchmarks.configs import select
@@ -19,7 +20,6 @@ from offrl.data.registry import load_task
 from offrl.data.transitions import Transitions
 from offrl.errors import ConfigError
 from offrl.train import Protocol
-from tests.conftest import HOPPER_DATASET_ID
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
 

@@ -11,6 +11,7 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import HOPPER_DATASET_ID, assert_trained_alike
 
 from agents import PRDC, TD3BC
 from benchmarks import candidate_lists
@@ -31,7 +32,6 @@ from offrl.neighbors import (
 )
 from offrl.neighbors.candidates import faiss_candidates, jax_candidates
 from offrl.train import fit
-from tests.conftest import HOPPER_DATASET_ID, assert_trained_alike
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
 SMALL = {"hidden_dims": (64, 64), "batch_size": 64}

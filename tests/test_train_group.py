@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import HOPPER_DATASET_ID
 
 from agents import A2PR, GGDTD, PRDC, TD3BC
 from offrl import train, train_group
@@ -20,7 +21,6 @@ from offrl.errors import ConfigError
 from offrl.run_manifest import read_run_manifest
 from offrl.train import fit
 from offrl.train_group import GroupMember, fit_many
-from tests.conftest import HOPPER_DATASET_ID
 
 TASK = f"minari/{HOPPER_DATASET_ID}"
 SMALL = {"hidden_dims": (64, 64), "batch_size": 64}
