@@ -37,7 +37,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# PROFILE=default (about 95 min on 2 cores, datasets included) | repro (about 38 h) | antmaze (about
+# PROFILE=default (about 95 min on 2 cores, datasets included) | repro (about 37 h) | antmaze (about
 # 40 min) | full (the papers' protocol) | smoke (minutes); RESULTS is the folder of the store, the run
 # folders and the board (docs/benchmark.md).
 bench: install

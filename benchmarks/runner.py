@@ -300,7 +300,7 @@ class BenchArgs:
 
     profile: str = "default"
     """default (reduced steps: about 95 min on 2 cores, datasets included) | repro (100,000
-    steps: about 38 h) | antmaze (umaze, 50,000 steps: about 40 min) | full (papers' protocol)
+    steps: about 37 h) | antmaze (umaze, 50,000 steps: about 40 min) | full (papers' protocol)
     | smoke (minutes)."""
     results: Path = Path("results")
     """Folder of the store (runs.jsonl) and of the run folders (runs/)."""

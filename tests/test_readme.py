@@ -30,7 +30,7 @@ NOT_RUN = {
     "make lint": "CI runs it (.ci/run)",
     "make format": "rewrites the working tree",
     "make bench": "about 95 min on 2 cores; CI runs make bench PROFILE=smoke",
-    "make bench PROFILE=repro RESULTS=leaderboard/repro": "about 38 h on 2 cores",
+    "make bench PROFILE=repro RESULTS=leaderboard/repro": "about 37 h on 2 cores",
     "make bench PROFILE=antmaze RESULTS=leaderboard/antmaze": "about 40 min on 2 cores",
     "make bench-peer PROFILE=repro RESULTS=leaderboard/repro": (
         "hours, and needs the offrl[peers] extra (d3rlpy, torch)"
