@@ -93,10 +93,10 @@ PROFILES = {
         note=(
             "LONG HORIZON on the generated datasets: 100,000 gradient steps (a tenth of the "
             "papers'), evaluated every 5,000 (10 episodes), 3 seeds, final = mean of the last 10 "
-            "evaluations. About 37 hours on a 2-core CPU beside another job, by the stored "
-            "runs and a projection of the rest (docs/benchmark.md): TD3+BC 3.3 h (3 seeds "
+            "evaluations. About 37 hours on a 2-core CPU beside another job, the sum of the "
+            "published board's wall times (docs/benchmark.md): TD3+BC 3.3 h (3 seeds "
             "vmapped per task), GGD-TD 15 h (2.5-2.7 h per hopper pair seed, 1.0-1.6 h per other "
-            "run), A2PR about 13 h (0.8-1.7 h per run, one seed), PRDC 5.8 h "
+            "run), A2PR 12.5 h (0.8-1.7 h per run, one seed), PRDC 5.8 h "
             "(0.9-1.9 h per task, 3 seeds vmapped; halfcheetah 30-41 min per seed alone: its "
             "candidate lists certify 54-86% of the queries after the first 10,000 steps); "
             "evaluation runs beside training"
